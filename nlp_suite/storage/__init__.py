@@ -1,0 +1,1 @@
+"""SQL storage: typed ORM, sessions, migrations and repository functions."""
