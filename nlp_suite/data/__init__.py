@@ -1,0 +1,1 @@
+"""Input data: the embedded sample corpus, tolerant file readers and validated ingestion into SQL."""

@@ -1,0 +1,1 @@
+"""Shared encoder, pooling and heads."""

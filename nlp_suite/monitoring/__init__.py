@@ -1,0 +1,1 @@
+"""Financial opinion monitoring: batch sentiment scoring and negative-spike alerts."""

@@ -1,0 +1,139 @@
+"""Incremental, idempotent batch scoring: every document gets exactly one sentiment score per model version."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from rich.table import Table
+from sqlalchemy import exists, func, select
+from sqlalchemy.orm import Session
+from tqdm import tqdm
+
+from nlp_suite.storage.models import Document, ModelVersion, SentimentScore
+from nlp_suite.storage.session import insert_ignoring_conflicts, session_factory
+
+logger = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    """Anything that turns texts into class probabilities, one column per label."""
+
+    labels: list[str]
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        """Probabilities of shape (len(texts), len(labels))."""
+        ...
+
+
+@dataclass(frozen=True)
+class ScoringSummary:
+    """What one scoring run did."""
+
+    documents: int  # newly inserted scores
+    chunks: int
+    seconds: float
+    docs_per_second: float
+
+    @classmethod
+    def of(cls, documents: int, chunks: int, seconds: float) -> ScoringSummary:
+        """Summary with the throughput derived (0 when nothing was scored)."""
+        return cls(documents, chunks, seconds, documents / seconds if seconds > 0 else 0.0)
+
+    def as_table(self) -> Table:
+        """The summary as a two-column rich table for the CLI."""
+        table = Table(title="Scoring")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        table.add_row("documents scored", f"{self.documents:,}")
+        table.add_row("chunks", f"{self.chunks:,}")
+        table.add_row("seconds", f"{self.seconds:.2f}")
+        table.add_row("docs/second", f"{self.docs_per_second:,.1f}")
+        return table
+
+
+def _unscored(model_version_id: int):
+    """WHERE clause: the document has no score from this model version (NOT EXISTS uses the unique index)."""
+    return ~exists().where(
+        SentimentScore.document_id == Document.id, SentimentScore.model_version_id == model_version_id
+    )
+
+
+def count_unscored(session: Session, model_version_id: int) -> int:
+    """How many documents still lack a score from this model version."""
+    return session.scalar(select(func.count(Document.id)).where(_unscored(model_version_id))) or 0
+
+
+def _score_rows(ids: list[int], probabilities: np.ndarray, labels: list[str], model_version_id: int) -> list[dict]:
+    """Score rows for insert: argmax label plus every label's probability as a plain float (JSON-safe)."""
+    best = probabilities.argmax(axis=1)
+    return [
+        {
+            "document_id": document_id,
+            "model_version_id": model_version_id,
+            "label": labels[int(best[i])],
+            "probabilities": {label: float(p) for label, p in zip(labels, probabilities[i])},
+        }
+        for i, document_id in enumerate(ids)
+    ]
+
+
+def _predict(predictor: Predictor, texts: list[str]) -> np.ndarray:
+    """Run the predictor and refuse output that would store garbage."""
+    probabilities = np.asarray(predictor.predict_proba(texts), dtype=np.float64)
+    expected = (len(texts), len(predictor.labels))
+    if probabilities.shape != expected:
+        raise ValueError(f"predict_proba returned shape {probabilities.shape}, expected {expected}")
+    if not np.isfinite(probabilities).all():
+        raise ValueError("predict_proba returned NaN or infinite probabilities")
+    return probabilities
+
+
+def score_unscored(
+    url: str, model_version_id: int, predictor: Predictor, *, chunk_size: int = 256, progress: bool = False
+) -> ScoringSummary:
+    """Score every document without a score from `model_version_id`, committing one chunk at a time."""
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    factory = session_factory(url)
+    with factory() as session:
+        if session.get(ModelVersion, model_version_id) is None:
+            raise ValueError(f"model version {model_version_id} does not exist")
+        total = count_unscored(session, model_version_id) if progress else None
+
+    started = time.perf_counter()
+    scored = chunks = 0
+    last_id = 0  # keyset cursor: a chunk whose inserts all conflict (another worker) still moves us forward
+    with tqdm(total=total, unit="doc", desc="scoring", disable=not progress) as bar:
+        while True:
+            # Read in its own short session so no transaction is held open while the model runs.
+            with factory() as session:
+                rows = session.execute(
+                    select(Document.id, Document.text)
+                    .where(Document.id > last_id, _unscored(model_version_id))
+                    .order_by(Document.id)
+                    .limit(chunk_size)
+                ).all()
+            if not rows:
+                break
+            ids = [row.id for row in rows]
+            probabilities = _predict(predictor, [row.text for row in rows])
+            with factory.begin() as session:
+                inserted = insert_ignoring_conflicts(
+                    session,
+                    SentimentScore,
+                    _score_rows(ids, probabilities, predictor.labels, model_version_id),
+                    ("document_id", "model_version_id"),
+                )
+            last_id = ids[-1]
+            scored += inserted
+            chunks += 1
+            bar.update(len(ids))
+            logger.info("chunk %d: scored %d/%d documents up to id %d", chunks, inserted, len(ids), last_id)
+
+    summary = ScoringSummary.of(scored, chunks, time.perf_counter() - started)
+    logger.info("scored %d documents in %d chunks (%.1f docs/s)", scored, chunks, summary.docs_per_second)
+    return summary

@@ -1,0 +1,60 @@
+"""What every task provides to the generic training loop, registry and predictors."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Iterator
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from nlp_suite.models.encoder import Encoder
+from nlp_suite.text.tokenizer import TextTokenizer
+
+
+class Task(ABC):
+    """A task: its data, its head on the shared encoder, its loss and metrics."""
+
+    name: str
+    monitor: str  # validation metric used for early stopping and the promotion gate (higher is better)
+
+    @abstractmethod
+    def load_data(self, cfg: DictConfig) -> dict[str, Any]:
+        """Read the configured data and split it into {'train': ..., 'val': ...}."""
+
+    @abstractmethod
+    def corpus(self, data: dict[str, Any]) -> list[str]:
+        """Unlabelled texts to train the tokenizer on."""
+
+    @abstractmethod
+    def prepare(self, data: dict[str, Any], tokenizer: TextTokenizer, max_len: int) -> None:
+        """Tokenize once, so epochs only shuffle ids; also fixes label maps."""
+
+    @abstractmethod
+    def build_model(self, encoder: Encoder) -> nn.Module:
+        """The encoder with this task's head."""
+
+    @abstractmethod
+    def batches(self, split: str, batch_size: int, shuffle: bool,
+                generator: torch.Generator | None = None) -> Iterator[dict[str, torch.Tensor]]:
+        """Tensor batches of a prepared split."""
+
+    @abstractmethod
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Scalar training loss of one batch."""
+
+    @abstractmethod
+    def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
+        """Metrics on a prepared split; includes `self.monitor`."""
+
+    @abstractmethod
+    def state(self) -> dict[str, Any]:
+        """JSON-serialisable task state (e.g. labels) needed to rebuild the model at load time."""
+
+    @abstractmethod
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore what `state()` returned."""
+
+    def tokens_in_batch(self, batch: dict[str, torch.Tensor]) -> int:
+        """Real (non-pad) tokens in a batch, for throughput figures."""
+        return int(batch["lengths"].sum()) if "lengths" in batch else 0

@@ -1,0 +1,97 @@
+"""`train(cfg)`: plain code that trains the configured task end to end and registers the model."""
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from nlp_suite.config import db_url
+from nlp_suite.models.encoder import Encoder, EncoderConfig
+from nlp_suite.storage.base import utcnow
+from nlp_suite.storage.session import session_scope
+from nlp_suite.tasks.base import Task
+from nlp_suite.text.tokenizer import TextTokenizer
+from nlp_suite.training import registry
+from nlp_suite.training.checkpoint import save_checkpoint
+from nlp_suite.training.loop import FitConfig, fit
+from nlp_suite.training.plots import save_training_curve
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """A trained, registered model version and how it got there."""
+
+    task: str
+    version_id: int
+    name: str
+    path: str
+    metrics: dict[str, float]
+    promoted: bool
+    reason: str
+    history: list[dict[str, float]] = field(default_factory=list)
+    parameters: int = 0
+    seconds: float = 0.0
+    curve_png: str = ""
+
+
+def build_task(cfg: DictConfig) -> tuple[Task, dict[str, Any]]:
+    """Instantiate the configured task class; also return its params for the checkpoint."""
+    params = {k: v for k, v in OmegaConf.to_container(cfg.task, resolve=True).items() if k != "_target_"}
+    return instantiate(cfg.task, _convert_="all"), params
+
+
+def data_fingerprint(texts: list[str]) -> str:
+    """sha256 over the training texts, so a model records what it learned from."""
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode("utf-8", "surrogatepass"))
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def encoder_config(cfg: DictConfig, vocab_size: int) -> EncoderConfig:
+    """EncoderConfig from conf/model, with the tokenizer's real vocabulary size."""
+    fields = EncoderConfig.__dataclass_fields__
+    values = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k in fields}
+    return EncoderConfig(**{**values, "vocab_size": vocab_size})
+
+
+def train(cfg: DictConfig) -> TrainResult:
+    """Load data, train a tokenizer and the encoder+head, save safetensors+JSON, register, gate promotion."""
+    torch.manual_seed(cfg.seed)
+    task, params = build_task(cfg)
+    data = task.load_data(cfg)
+    corpus = task.corpus(data)
+    tokenizer = TextTokenizer.train(corpus, cfg.model.vocab_size)
+    task.prepare(data, tokenizer, cfg.model.max_len)
+    enc_cfg = encoder_config(cfg, tokenizer.vocab_size)
+    model = task.build_model(Encoder(enc_cfg))
+    parameters = sum(p.numel() for p in model.parameters())
+    log.info("training %s: %d parameters, %d training texts", task.name, parameters, len(corpus))
+    result = fit(model, task, FitConfig.from_config(cfg.train, seed=cfg.seed))
+
+    stamp = utcnow().strftime("%Y%m%d-%H%M%S-%f")
+    name = f"{task.name}-{stamp}"
+    directory = Path(cfg.paths.models) / task.name / name
+    metrics = {**result.best_metrics, "best_epoch": result.best_epoch, "train_seconds": round(result.seconds, 2),
+               "tokens_per_second": round(result.tokens_per_second, 1), "parameters": parameters}
+    sha = save_checkpoint(directory, model.cpu(), task, params, tokenizer, enc_cfg, cfg.model.max_len, metrics,
+                          extra={"history": result.history, "data_fingerprint": data_fingerprint(corpus),
+                                 "monitor": task.monitor})
+    curve = save_training_curve(result.history, task.monitor, directory / "training_curve.png", title=name)
+    with session_scope(db_url(cfg)) as session:
+        version = registry.register(session, name=name, task=task.name, path=directory, sha256=sha, metrics=metrics)
+        decision = registry.promote_if_better(session, version, task.monitor, cfg.train.get("promotion_margin", 0.0))
+        version_id = version.id
+    log.info("%s registered as version %d: %s", name, version_id, decision.reason)
+    return TrainResult(task=task.name, version_id=version_id, name=name, path=str(directory), metrics=metrics,
+                       promoted=decision.promoted, reason=decision.reason, history=result.history,
+                       parameters=parameters, seconds=result.seconds, curve_png=str(curve))
