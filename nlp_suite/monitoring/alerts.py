@@ -14,6 +14,7 @@ from scipy.stats import binomtest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from nlp_suite.monitoring.scoring import keep_rowcount
 from nlp_suite.storage.base import utcnow
 from nlp_suite.storage.models import Alert, Document, DocumentEntity, SentimentScore
 from nlp_suite.storage.session import insert_ignoring_conflicts, session_factory
@@ -101,8 +102,8 @@ def with_baseline(counts: pd.DataFrame, bucket: str, baseline_buckets: int) -> p
     return scored
 
 
-def _z(share, baseline, total):
-    """z-score of an observed share against a baseline rate, with the binomial standard error under the baseline."""
+def _z(share: Any, baseline: Any, total: Any) -> Any:
+    """z-score of a share against a baseline rate, binomial standard error under the baseline (floats or Series)."""
     return (share - baseline) / ((baseline * (1.0 - baseline) / total) ** 0.5)
 
 
@@ -275,6 +276,7 @@ def detect_alerts(
     )
     for run in group_runs(spikes, bucket):
         with factory.begin() as session:  # one transaction per alert: a failure keeps the others
+            keep_rowcount(session)
             run["evidence"] = evidence(session, model_version_id, run["entity"], run["bucket_start"],
                                        run["bucket_end"], evidence_docs)
             outcome = _upsert(session, {**run, "model_version_id": model_version_id})
@@ -329,7 +331,7 @@ def webhook_notifier(
                     if attempt == retries:
                         raise
                 delay = backoff * 2**attempt
-                logger.info("webhook %s failed (attempt %d/%d); retrying in %.1fs", url, attempt + 1, retries + 1, delay)
+                logger.info("webhook %s failed (try %d/%d); retrying in %.1fs", url, attempt + 1, retries + 1, delay)
                 time.sleep(delay)
 
     return notify

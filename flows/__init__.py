@@ -1,0 +1,1 @@
+"""Thin Prefect flows over nlp_suite.pipeline; schedules live in flows/deployments.py and conf/deploy."""

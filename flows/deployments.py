@@ -1,0 +1,36 @@
+"""Scheduled deployments from conf/deploy, served against a running `prefect server start`."""
+from __future__ import annotations
+
+from prefect import serve
+
+from flows.alerts import alerts
+from flows.ingest import ingest
+from flows.recommend import recommend
+from flows.score import score
+from flows.train import train
+from nlp_suite.config import load_config
+
+
+def build_deployments(overrides: list[str] | None = None) -> list:
+    """One deployment per flow with its cron from conf/deploy/<name>.yaml."""
+    overrides = list(overrides or [])
+    deploy = load_config(overrides).deploy
+    schedule = deploy.schedules
+    params = {"overrides": overrides}
+    return [
+        ingest.to_deployment(name="ingest", cron=schedule.ingest, parameters=params),
+        score.to_deployment(name="score", cron=schedule.score, parameters=params),
+        alerts.to_deployment(name="alerts", cron=schedule.alerts, parameters=params),
+        recommend.to_deployment(name="recommend", cron=schedule.recommend, parameters=params),
+        train.to_deployment(name="train-sentiment", cron=schedule.train,
+                            parameters={"overrides": overrides + ["task=sentiment"]}),
+    ]
+
+
+def serve_all(overrides: list[str] | None = None) -> None:
+    """Block and run the schedules; schedules stay active when this process stops."""
+    serve(*build_deployments(overrides), pause_on_shutdown=False)
+
+
+if __name__ == "__main__":
+    serve_all()

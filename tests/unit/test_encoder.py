@@ -1,0 +1,70 @@
+"""Encoder shapes and masking, packing vs. single sequences, pooling, batching, tokenizer."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nlp_suite.models.encoder import Encoder, EncoderConfig
+from nlp_suite.models.pooling import ConcatPooling
+from nlp_suite.text.batching import bucketed_batches, pad_batch, pad_waste
+from nlp_suite.text.tokenizer import TextTokenizer
+
+
+@pytest.mark.parametrize("rnn,bidirectional,layers", [("lstm", True, 1), ("lstm", False, 2), ("gru", True, 2)])
+def test_encoder_shapes_and_mask(rnn, bidirectional, layers):
+    encoder = Encoder(EncoderConfig(vocab_size=30, embed_dim=8, hidden_dim=6, num_layers=layers,
+                                    bidirectional=bidirectional, rnn=rnn)).eval()
+    ids, lengths = pad_batch([[1, 2, 3, 4], [5, 6], [7]])
+    states, mask = encoder(ids, lengths)
+    assert states.shape == (3, 4, encoder.output_dim)
+    assert encoder.output_dim == 6 * (2 if bidirectional else 1)
+    assert mask.tolist() == [[True] * 4, [True, True, False, False], [True, False, False, False]]
+    assert torch.all(states[~mask] == 0)  # padded steps carry no state
+
+
+def test_packed_batch_equals_each_sequence_alone():
+    torch.manual_seed(0)
+    encoder = Encoder(EncoderConfig(vocab_size=40, embed_dim=8, hidden_dim=5, num_layers=2)).eval()
+    pool = ConcatPooling(5, bidirectional=True)
+    sequences = [[3, 4, 5, 6, 7], [8, 9], [10, 11, 12]]
+    ids, lengths = pad_batch(sequences)
+    batched = pool(*encoder(ids, lengths))
+    for row, sequence in enumerate(sequences):
+        alone = pool(*encoder(*pad_batch([sequence])))
+        torch.testing.assert_close(batched[row], alone[0], atol=1e-6, rtol=1e-5)
+
+
+def test_encoder_is_stateless_between_calls():
+    encoder = Encoder(EncoderConfig(vocab_size=20)).eval()
+    ids, lengths = pad_batch([[1, 2, 3]])
+    first, _ = encoder(ids, lengths)
+    encoder(*pad_batch([[4, 5, 6, 7, 8]]))
+    again, _ = encoder(ids, lengths)
+    torch.testing.assert_close(first, again)
+
+
+def test_concat_pooling_values():
+    states = torch.tensor([[[1.0, 10.0], [3.0, 30.0], [0.0, 0.0]]])  # (1, 3, 2): one direction of width 1 each
+    mask = torch.tensor([[True, True, False]])
+    pooled = ConcatPooling(hidden_dim=1, bidirectional=True)(states, mask)
+    # last = [forward at t=1, backward at t=0]; max and mean over the two real steps only
+    assert pooled.tolist() == [[3.0, 10.0, 3.0, 30.0, 2.0, 20.0]]
+
+
+def test_bucketing_cuts_padding_and_covers_every_index():
+    generator = torch.Generator().manual_seed(0)
+    lengths = torch.randint(1, 60, (2000,), generator=generator).tolist()
+    batches = bucketed_batches(lengths, 32, shuffle=True, generator=generator)
+    assert sorted(i for batch in batches for i in batch) == list(range(2000))
+    random_batches = [list(range(i, min(i + 32, 2000))) for i in range(0, 2000, 32)]
+    assert pad_waste(batches, lengths) <= 0.10 < pad_waste(random_batches, lengths)
+
+
+def test_tokenizer_trains_round_trips_and_never_returns_empty():
+    texts = ["Shares of Contoso plunge after profit warning", "Fabrikam beats estimates", "record revenue"] * 20
+    tokenizer = TextTokenizer.train(texts, vocab_size=200, min_frequency=1)
+    assert tokenizer.pad_id == 0
+    restored = TextTokenizer.from_json(tokenizer.to_json())
+    assert restored.encode(texts[:3], 16) == tokenizer.encode(texts[:3], 16)
+    assert all(len(ids) >= 1 for ids in tokenizer.encode(["", "   ", "zzzzqqq"], 8))
+    assert len(tokenizer.encode(["word " * 100], 10)[0]) == 10

@@ -1,0 +1,174 @@
+"""Batch scoring: each document scored exactly once per model version, even across crashes and re-runs."""
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+from rich.console import Console
+from sqlalchemy import func, select
+
+from nlp_suite.monitoring.scoring import Predictor, ScoringSummary, score_unscored
+from nlp_suite.storage import migrate
+from nlp_suite.storage.models import Document, ModelVersion, SentimentScore
+from nlp_suite.storage.session import session_scope
+
+LABELS = ["negative", "neutral", "positive"]
+
+
+class KeywordPredictor:
+    """Deterministic stand-in for the sentiment model: 'bad' is negative, 'good' positive, else neutral."""
+
+    labels = LABELS
+
+    def __init__(self, crash_on_call: int | None = None) -> None:
+        self.calls = 0
+        self.crash_on_call = crash_on_call
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        self.calls += 1
+        if self.calls == self.crash_on_call:
+            raise RuntimeError("simulated crash")
+        rows = {"bad": [0.8, 0.15, 0.05], "good": [0.05, 0.15, 0.8]}
+        return np.array([next((p for word, p in rows.items() if word in text), [0.1, 0.8, 0.1]) for text in texts])
+
+
+def add_documents(url: str, texts: list[str], start: int = 0) -> None:
+    """Insert documents with the given texts."""
+    published = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    with session_scope(url) as session:
+        session.add_all(
+            Document(source="test", external_id=str(start + i), text=text, published_at=published + timedelta(hours=i),
+                     content_hash=hashlib.sha256(text.encode()).hexdigest())
+            for i, text in enumerate(texts)
+        )
+
+
+def add_model_version(url: str, name: str = "sentiment-v1") -> int:
+    """Register a model version and return its id."""
+    with session_scope(url) as session:
+        version = ModelVersion(name=name, task="sentiment", path=f"/models/{name}", sha256="0" * 64)
+        session.add(version)
+        session.flush()
+        return version.id
+
+
+def scores_per_document(url: str, model_version_id: int) -> dict[int, int]:
+    """Number of score rows per document id for one model version."""
+    with session_scope(url) as session:
+        rows = session.execute(
+            select(SentimentScore.document_id, func.count())
+            .where(SentimentScore.model_version_id == model_version_id)
+            .group_by(SentimentScore.document_id)
+        ).all()
+    return dict(rows)
+
+
+def document_ids(url: str) -> set[int]:
+    with session_scope(url) as session:
+        return set(session.scalars(select(Document.id)))
+
+
+TEXTS = [("bad news" if i % 3 == 0 else "good results" if i % 3 == 1 else "a filing") + f" #{i}" for i in range(50)]
+
+
+@pytest.fixture
+def db(tmp_path) -> tuple[str, int]:
+    """Migrated SQLite database with 50 documents and one model version."""
+    url = f"sqlite:///{tmp_path / 'scoring.db'}"
+    migrate.upgrade(url)
+    add_documents(url, TEXTS)
+    return url, add_model_version(url)
+
+
+def test_keyword_predictor_satisfies_protocol():
+    assert isinstance(KeywordPredictor(), Predictor)
+
+
+def test_every_document_scored_exactly_once(db):
+    url, version = db
+    summary = score_unscored(url, version, KeywordPredictor(), chunk_size=7)
+    assert (summary.documents, summary.chunks) == (50, 8)  # ceil(50 / 7)
+    counts = scores_per_document(url, version)
+    assert set(counts) == document_ids(url) and set(counts.values()) == {1}
+    with session_scope(url) as session:
+        rows = session.execute(select(Document.text, SentimentScore.label, SentimentScore.probabilities)
+                               .join(SentimentScore, SentimentScore.document_id == Document.id)).all()
+    assert len(rows) == 50
+    for text, label, probabilities in rows:
+        expected = "negative" if text.startswith("bad") else "positive" if text.startswith("good") else "neutral"
+        assert label == expected
+        assert set(probabilities) == set(LABELS) and sum(probabilities.values()) == pytest.approx(1.0)
+        assert all(type(p) is float for p in probabilities.values())
+
+
+def test_rerun_scores_nothing_new(db):
+    url, version = db
+    score_unscored(url, version, KeywordPredictor(), chunk_size=16)
+    predictor = KeywordPredictor()
+    summary = score_unscored(url, version, predictor, chunk_size=16)
+    assert (summary.documents, summary.chunks, predictor.calls) == (0, 0, 0)
+    assert sum(scores_per_document(url, version).values()) == 50
+
+
+def test_crash_then_rerun_scores_each_document_exactly_once(db):
+    url, version = db
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        score_unscored(url, version, KeywordPredictor(crash_on_call=3), chunk_size=10)
+    assert sum(scores_per_document(url, version).values()) == 20  # the two chunks before the crash were committed
+    summary = score_unscored(url, version, KeywordPredictor(), chunk_size=10)
+    assert summary.documents == 30
+    counts = scores_per_document(url, version)
+    assert set(counts) == document_ids(url) and set(counts.values()) == {1}
+
+
+def test_new_documents_and_new_model_versions_are_picked_up(db):
+    url, version = db
+    score_unscored(url, version, KeywordPredictor())
+    add_documents(url, ["bad quarter", "good quarter"], start=1000)
+    assert score_unscored(url, version, KeywordPredictor()).documents == 2
+    other = add_model_version(url, "sentiment-v2")
+    assert score_unscored(url, other, KeywordPredictor(), chunk_size=64).documents == 52
+    assert set(scores_per_document(url, version).values()) == {1}
+
+
+def test_documents_scored_concurrently_are_not_duplicated(db):
+    url, version = db
+    with session_scope(url) as session:  # another worker already scored the first document
+        first = min(session.scalars(select(Document.id)))
+        session.add(SentimentScore(document_id=first, model_version_id=version, label="neutral",
+                                   probabilities={"negative": 0.0, "neutral": 1.0, "positive": 0.0}))
+    summary = score_unscored(url, version, KeywordPredictor(), chunk_size=50)
+    assert summary.documents == 49
+    assert set(scores_per_document(url, version).values()) == {1}
+
+
+def test_bad_predictor_output_is_refused_and_nothing_stored(db):
+    url, version = db
+
+    class WrongShape(KeywordPredictor):
+        def predict_proba(self, texts):
+            return np.ones((len(texts), 2)) / 2
+
+    with pytest.raises(ValueError, match="shape"):
+        score_unscored(url, version, WrongShape())
+    assert scores_per_document(url, version) == {}
+
+
+def test_unknown_model_version_is_refused(db):
+    url, _ = db
+    with pytest.raises(ValueError, match="does not exist"):
+        score_unscored(url, 999, KeywordPredictor())
+
+
+def test_progress_and_summary_table(db, capsys):
+    url, version = db
+    summary = score_unscored(url, version, KeywordPredictor(), chunk_size=25, progress=True)
+    assert "scoring" in capsys.readouterr().err  # tqdm writes to stderr
+    assert summary.docs_per_second > 0
+    console = Console(record=True, width=80)
+    console.print(summary.as_table())
+    text = console.export_text()
+    assert "documents scored" in text and "50" in text
+    assert ScoringSummary.of(0, 0, 0.0).docs_per_second == 0.0

@@ -1,0 +1,111 @@
+"""train(cfg) end to end on a tiny labelled file; checkpoint round trip, tamper refusal, promotion gate."""
+from __future__ import annotations
+
+import csv
+import json
+import random
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file, save_file
+
+from nlp_suite.config import db_url, load_config
+from nlp_suite.storage import migrate
+from nlp_suite.storage.session import session_scope
+from nlp_suite.tasks.classification import TextClassifier
+from nlp_suite.training import registry
+from nlp_suite.training.checkpoint import CheckpointError, load_checkpoint
+from nlp_suite.training.train import train
+
+WORDS = {"negative": ["plunge", "warning", "fined", "layoffs", "downgraded"],
+         "neutral": ["meeting", "names", "schedules", "moves", "updates"],
+         "positive": ["beats", "record", "upgraded", "dividend", "wins"]}
+
+
+def write_labelled_csv(path, rows=300, seed=0):
+    rng = random.Random(seed)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "published_at", "text", "label"])
+        for i in range(rows):
+            label = rng.choice(list(WORDS))
+            text = f"{rng.choice(['Acme', 'Globex', 'Initech'])} {rng.choice(WORDS[label])} {rng.choice(['today', 'again', 'in q3'])}"
+            writer.writerow([i, "2026-10-01T00:00:00Z", text, label])
+
+
+@pytest.fixture
+def cfg_factory(tmp_path):
+    data = tmp_path / "labelled.csv"
+    write_labelled_csv(data)
+
+    def make(*extra):
+        cfg = load_config([f"paths.var={tmp_path}", f"data.sentiment.path={data}", "train.epochs=3",
+                           "model.vocab_size=300", *extra])
+        migrate.upgrade(db_url(cfg))
+        return cfg
+
+    return make
+
+
+def test_train_registers_a_working_model_and_round_trips(cfg_factory):
+    cfg = cfg_factory()
+    result = train(cfg)
+    assert result.promoted and result.metrics["accuracy"] > 0.9
+    with session_scope(db_url(cfg)) as session:
+        version, loaded = registry.load_active(session, "sentiment")
+    assert version.id == result.version_id
+    manifest = json.loads(open(f"{result.path}/model.json", encoding="utf-8").read())
+    assert manifest["task"]["state"]["labels"] == ["negative", "neutral", "positive"]
+    texts = ["Acme plunge today", "Globex record again", "Initech meeting in q3"]
+    first = TextClassifier(loaded.model, loaded.tokenizer, loaded.task.labels, loaded.max_len).predict_proba(texts)
+    again = load_checkpoint(result.path)
+    second = TextClassifier(again.model, again.tokenizer, again.task.labels, again.max_len).predict_proba(texts)
+    np.testing.assert_array_equal(first, second)
+    assert [loaded.task.labels[i] for i in first.argmax(1)] == ["negative", "positive", "neutral"]
+
+
+def test_tampered_weights_and_manifest_are_refused(cfg_factory, tmp_path):
+    cfg = cfg_factory()
+    result = train(cfg)
+    weights = f"{result.path}/model.safetensors"
+    state = load_file(weights)
+    name = next(iter(state))
+    state[name] = state[name] + 1.0
+    save_file(state, weights)
+    with pytest.raises(CheckpointError, match="sha256 mismatch"):
+        load_checkpoint(result.path)
+    manifest_path = f"{result.path}/model.json"
+    manifest = json.load(open(manifest_path))
+    manifest["task"]["target"] = "os.system"
+    json.dump(manifest, open(manifest_path, "w"))
+    with session_scope(db_url(cfg)) as session:
+        with pytest.raises(CheckpointError, match="registry"):
+            registry.load_active(session, "sentiment")
+    with pytest.raises(CheckpointError):
+        load_checkpoint(result.path)
+
+
+def test_promotion_gate_keeps_the_better_model_and_rollback(cfg_factory):
+    cfg = cfg_factory()
+    first = train(cfg)
+    with session_scope(db_url(cfg)) as session:
+        worse = registry.register(session, name="sentiment-worse", task="sentiment", path=first.path,
+                                  sha256="0" * 64, metrics={"macro_f1": first.metrics["macro_f1"] - 0.2})
+        decision = registry.promote_if_better(session, worse, "macro_f1")
+        assert not decision.promoted and "kept" in decision.reason
+        assert registry.active_version(session, "sentiment").id == first.version_id
+        better = registry.register(session, name="sentiment-better", task="sentiment", path=first.path,
+                                   sha256="0" * 64, metrics={"macro_f1": 1.01})
+        assert registry.promote_if_better(session, better, "macro_f1", margin=0.005).promoted
+        assert registry.get_version(session, first.version_id).status == "retired"
+        assert registry.rollback(session, "sentiment").id == first.version_id
+        assert registry.active_version(session, "sentiment").id == first.version_id
+
+
+def test_unknown_label_and_missing_file_are_clear_errors(cfg_factory, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text,label\nAcme fell,bearish\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="bearish"):
+        train(cfg_factory(f"data.sentiment.path={bad}"))
+    with pytest.raises(FileNotFoundError, match="data.sentiment.path"):
+        train(cfg_factory(f"data.sentiment.path={tmp_path / 'nope.csv'}"))
