@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from prefect import serve
+from prefect.schedules import Cron
 
 from flows.alerts import alerts
 from flows.ingest import ingest
@@ -15,14 +16,17 @@ def build_deployments(overrides: list[str] | None = None) -> list:
     """One deployment per flow with its cron from conf/deploy/<name>.yaml."""
     overrides = list(overrides or [])
     deploy = load_config(overrides).deploy
-    schedule = deploy.schedules
+
+    def cron(name: str) -> list[Cron]:
+        return [Cron(deploy.schedules[name], timezone=deploy.timezone)]
+
     params = {"overrides": overrides}
     return [
-        ingest.to_deployment(name="ingest", cron=schedule.ingest, parameters=params),
-        score.to_deployment(name="score", cron=schedule.score, parameters=params),
-        alerts.to_deployment(name="alerts", cron=schedule.alerts, parameters=params),
-        recommend.to_deployment(name="recommend", cron=schedule.recommend, parameters=params),
-        train.to_deployment(name="train-sentiment", cron=schedule.train,
+        ingest.to_deployment(name="ingest", schedules=cron("ingest"), parameters=params),
+        score.to_deployment(name="score", schedules=cron("score"), parameters=params),
+        alerts.to_deployment(name="alerts", schedules=cron("alerts"), parameters=params),
+        recommend.to_deployment(name="recommend", schedules=cron("recommend"), parameters=params),
+        train.to_deployment(name="train-sentiment", schedules=cron("train"),
                             parameters={"overrides": overrides + ["task=sentiment"]}),
     ]
 

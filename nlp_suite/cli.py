@@ -182,11 +182,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "models" and args.action == "rollback" and not args.task:
         print("models rollback needs --task", file=sys.stderr)
         return 2
+    from hydra.errors import HydraException
+
     try:
         return args.handler(args)
     except KeyboardInterrupt:
         return 130
-    except (ValueError, LookupError, FileNotFoundError, RuntimeError) as error:
+    except (ValueError, LookupError, FileNotFoundError, RuntimeError, HydraException) as error:
         # Known, user-fixable problems: one clear line, no traceback (use -v for one).
         if args.verbose:
             raise

@@ -226,8 +226,9 @@ def _write_batch(session: Session, batch: _Batch, source: str, file_name: str,
 
 def _link_entities(session: Session, source: str, new_rows: list[dict[str, Any]], watchlist: Watchlist) -> None:
     """document_entities rows for the documents this batch stored."""
-    id_of = dict(session.execute(select(Document.external_id, Document.id).where(
-        Document.source == source, Document.external_id.in_([row["external_id"] for row in new_rows]))).tuples())
+    found = session.execute(select(Document.external_id, Document.id).where(
+        Document.source == source, Document.external_id.in_([row["external_id"] for row in new_rows])))
+    id_of = {external_id: document_id for external_id, document_id in found}
     links = [{"document_id": id_of[row["external_id"]], "entity": name, "kind": watchlist.kind_of(name)}
              for row in new_rows for name in watchlist.match_entities(row["text"])]
     insert_ignoring_conflicts(session, DocumentEntity, links, ["document_id", "entity"])

@@ -1,13 +1,15 @@
 """Row-by-row readers for CSV, JSONL and Parquet that turn bad rows into error rows instead of crashing."""
 from __future__ import annotations
 
+import calendar
 import csv
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, TextIO
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa
@@ -64,10 +66,25 @@ def _hash_id(*parts: str) -> str:
     return hashlib.sha256("\n".join(parts).encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
+_MONTHS = [name.lower() for name in calendar.month_name[1:]]
+_CNBC_TIME = re.compile(r"(\d{1,2}):(\d{2}) ([AP]M) ET [A-Za-z]{3}, (\d{1,2}) ([A-Za-z]+)\.? (\d{4})")
+_DAY = re.compile(r"(\d{1,2}) ([A-Za-z]+) (\d{4})")
+
+
+def _month(name: str) -> int:
+    """Month number from a full or AP-style name ('July', 'Feb', 'Sept'); 0 when it is none."""
+    name = name.lower()
+    return next((i for i, full in enumerate(_MONTHS, start=1) if len(name) >= 3 and full.startswith(name)), 0)
+
+
 def _parse_cnbc_time(value: str) -> str | None:
-    """' 7:51  PM ET Fri, 17 July 2020' (US Eastern, DST-aware) -> ISO-8601 UTC, or None when it does not fit."""
-    try:
-        local = datetime.strptime(value, "%I:%M %p ET %a, %d %B %Y")
+    """'7:51 PM ET Fri, 17 July 2020' (US Eastern, DST-aware) -> ISO-8601 UTC, or None when it does not fit."""
+    match = _CNBC_TIME.fullmatch(value)
+    if match is None or not _month(match[5]):
+        return None
+    hour, minute, half, day, month, year = match.groups()
+    try:  # CNBC writes AP-style months (Jan, Sept, March), which strptime's %b/%B cannot both read
+        local = datetime(int(year), _month(month), int(day), int(hour) % 12 + (12 if half == "PM" else 0), int(minute))
     except ValueError:
         return None
     return local.replace(tzinfo=_EASTERN).astimezone(timezone.utc).isoformat()
@@ -75,8 +92,11 @@ def _parse_cnbc_time(value: str) -> str | None:
 
 def _parse_day(value: str) -> str | None:
     """'19 July 2020' -> midnight UTC of that day (keeps the calendar day for daily buckets), or None."""
+    match = _DAY.fullmatch(value)
+    if match is None or not _month(match[2]):
+        return None
     try:
-        return datetime.strptime(value, "%d %B %Y").replace(tzinfo=timezone.utc).isoformat()
+        return datetime(int(match[3]), _month(match[2]), int(match[1]), tzinfo=timezone.utc).isoformat()
     except ValueError:
         return None
 
@@ -88,15 +108,17 @@ def _generic(payload: Mapping[str, Any]) -> dict[str, Any]:
 def _cnbc(payload: Mapping[str, Any]) -> dict[str, Any]:
     headline, time = _clean(payload.get("Headlines")), _clean(payload.get("Time"))
     # An unparsable time is passed on as read, so validation quarantines it with the original value.
-    return {"external_id": _hash_id(headline, time), "text": payload.get("Headlines"),
-            "published_at": _parse_cnbc_time(time) or time}
+    return {"external_id": _hash_id(headline, time), "text": headline, "published_at": _parse_cnbc_time(time) or time}
 
 
 def _guardian(payload: Mapping[str, Any]) -> dict[str, Any]:
     headline, time = _clean(payload.get("Headlines")), _clean(payload.get("Time"))
+    # Column pieces put their column name on a line of its own ('Nils Pratley on finance\n\n  Headline');
+    # keep it, but as 'Column: Headline' rather than one run-on sentence.
+    lines = [" ".join(line.split()) for line in str(payload.get("Headlines") or "").splitlines() if line.strip()]
+    text = f"{lines[0]}: {' '.join(lines[1:])}" if len(lines) > 1 else headline
     # Some rows carry only 'February 2019'; they fail the day format and get quarantined rather than guessed.
-    return {"external_id": _hash_id(headline, time), "text": payload.get("Headlines"),
-            "published_at": _parse_day(time) or time}
+    return {"external_id": _hash_id(headline, time), "text": text, "published_at": _parse_day(time) or time}
 
 
 PRESETS: dict[str, Preset] = {
@@ -126,7 +148,7 @@ def undecodable_bytes(value: str) -> bytes:
 
 
 def _utf8_error(payload: Mapping[str, Any]) -> str | None:
-    """'field 'x' is not valid UTF-8 (bytes ...)' for the first fields with undecodable bytes, else None."""
+    """"field 'x' is not valid UTF-8 (bytes ...)" for every field with undecodable bytes, else None."""
     problems = []
     for key, value in payload.items():
         bad = undecodable_bytes(key) + (undecodable_bytes(json.dumps(value, ensure_ascii=False, default=str))
@@ -162,7 +184,7 @@ def iter_raw_rows(path: str | Path, format: str | None = None) -> Iterator[RawRo
     return _parquet_rows(path, preset.columns)
 
 
-def _open_text(path: Path):
+def _open_text(path: Path) -> TextIO:
     """Open as UTF-8 (BOM tolerated) keeping undecodable bytes as surrogates, so one bad row cannot sink the file."""
     try:
         return path.open("r", encoding="utf-8-sig", errors="surrogateescape", newline="")
@@ -209,7 +231,8 @@ def _header_problem(header: list[str] | None, required: tuple[str, ...]) -> str 
     return None
 
 
-def _csv_records(path: Path, handle, reader, columns: list[str], consumed: list[str]) -> Iterator[RawRow]:
+def _csv_records(path: Path, handle: TextIO, reader: Iterator[list[str]], columns: list[str],
+                 consumed: list[str]) -> Iterator[RawRow]:
     number = 0
     try:
         while True:
@@ -245,7 +268,10 @@ def _raw(consumed: list[str]) -> str:
 
 
 def _jsonl_rows(path: Path) -> Iterator[RawRow]:
-    handle = _open_text(path)
+    return _jsonl_records(path, _open_text(path))  # opened now, so an unreadable file fails on the call
+
+
+def _jsonl_records(path: Path, handle: TextIO) -> Iterator[RawRow]:
     try:
         for number, text in enumerate(handle, start=1):
             if not text.strip():
@@ -254,9 +280,9 @@ def _jsonl_rows(path: Path) -> Iterator[RawRow]:
             try:
                 value = json.loads(text)
             except json.JSONDecodeError as error:
-                if undecodable_bytes(text):
-                    yield RawRow(number, {"raw": text}, f"line is not valid UTF-8 (bytes {undecodable_bytes(text)[:8]!r})",
-                                 NON_UTF8)
+                bad = undecodable_bytes(text)
+                if bad:
+                    yield RawRow(number, {"raw": text}, f"line is not valid UTF-8 (bytes {bad[:8]!r})", NON_UTF8)
                 else:
                     yield RawRow(number, {"raw": text}, f"not valid JSON: {error.msg} at column {error.colno}",
                                  INVALID_JSON)

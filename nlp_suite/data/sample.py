@@ -40,11 +40,26 @@ class SampleFiles:
 # --- financial headlines ---------------------------------------------------------------------------------------
 
 COMPANIES: dict[str, dict] = {
-    "Contoso Bank": {"aliases": ["Contoso", "CTSO"], "units": ["mortgage book", "card business", "wealth unit", "deposits"]},
-    "Northwind Traders": {"aliases": ["Northwind", "NWTR"], "units": ["store sales", "online orders", "grocery arm", "wholesale unit"]},
-    "Fabrikam": {"aliases": ["Fabrikam Inc", "FBKM"], "units": ["chip division", "factory output", "robotics unit", "industrial orders"]},
-    "Tailspin Airlines": {"aliases": ["Tailspin", "TSPN"], "units": ["passenger traffic", "cargo business", "long-haul routes", "loyalty programme"]},
-    "Litware": {"aliases": ["Litware Inc", "LTWR"], "units": ["cloud revenue", "subscriptions", "security software", "enterprise sales"]},
+    "Contoso Bank": {
+        "aliases": ["Contoso", "CTSO"],
+        "units": ["mortgage book", "card business", "wealth unit", "deposits"],
+    },
+    "Northwind Traders": {
+        "aliases": ["Northwind", "NWTR"],
+        "units": ["store sales", "online orders", "grocery arm", "wholesale unit"],
+    },
+    "Fabrikam": {
+        "aliases": ["Fabrikam Inc", "FBKM"],
+        "units": ["chip division", "factory output", "robotics unit", "industrial orders"],
+    },
+    "Tailspin Airlines": {
+        "aliases": ["Tailspin", "TSPN"],
+        "units": ["passenger traffic", "cargo business", "long-haul routes", "loyalty programme"],
+    },
+    "Litware": {
+        "aliases": ["Litware Inc", "LTWR"],
+        "units": ["cloud revenue", "subscriptions", "security software", "enterprise sales"],
+    },
 }
 
 TEMPLATES: dict[str, list[str]] = {
@@ -55,31 +70,36 @@ TEMPLATES: dict[str, list[str]] = {
         "{co} misses estimates as {unit} slumps", "{co} swings to {q} loss", "{co}'s {unit} hit by weak demand",
         "{co} slashes full-year outlook", "{co} stock tumbles on disappointing guidance",
         "Investors dump {co} after revenue drop", "{co} suspends dividend amid mounting losses",
-        "{co} faces lawsuit over {unit}", "{co} hit by costly data breach", "Rating agency cuts {co} outlook to negative",
-        "{co} shares sink to multi-year low", "{co} writes down {amt} on failed acquisition",
-        "Weak {unit} drags {co} to {q} loss", "{co} warns of shrinking margins", "Short sellers pile into {co} as debt mounts",
+        "{co} faces lawsuit over {unit}", "{co} hit by costly data breach",
+        "Rating agency cuts {co} outlook to negative", "{co} shares sink to multi-year low",
+        "{co} writes down {amt} on failed acquisition", "Weak {unit} drags {co} to {q} loss",
+        "{co} warns of shrinking margins", "Short sellers pile into {co} as debt mounts",
         "{co} loses key customer, stock falls {pct}%", "{co} delays results, shares slide {pct}%",
         "Analysts slash price target on {co}", "{co} misses revenue forecast for third straight quarter",
     ],
     "neutral": [
         "{co} to hold annual meeting on {weekday}", "{co} names new CFO", "{co} schedules {q} earnings call",
         "{co} appoints new director to its board", "{co} to present at investor conference in {city}",
-        "{co} files quarterly report with regulators", "{co} confirms date of {q} results", "{co} opens office in {city}",
-        "{co} completes planned reorganisation of {unit}", "{co} publishes annual sustainability report",
-        "{co} to rename {unit}", "{co} hosts capital markets day in {city}", "{co} shareholders to vote on board nominees",
+        "{co} files quarterly report with regulators", "{co} confirms date of {q} results",
+        "{co} opens office in {city}", "{co} completes planned reorganisation of {unit}",
+        "{co} publishes annual sustainability report", "{co} to rename {unit}",
+        "{co} hosts capital markets day in {city}", "{co} shareholders to vote on board nominees",
         "{co} updates its investor relations calendar", "{co} moves regional headquarters to {city}",
         "{co} announces management changes at {unit}", "{co} declines to comment on market speculation",
         "{co} reports {q} results in line with expectations", "{co} to webcast {q} results presentation on {weekday}",
         "{co} names head of {unit}", "{co} says chairman will stand for re-election",
     ],
     "positive": [
-        "{co} beats estimates as {unit} surges", "{co} posts record revenue in {q}", "{co} upgraded to buy by analysts",
-        "{co} raises dividend by {pct}%", "{co} shares jump {pct}% on strong results", "{co} lifts full-year guidance",
+        "{co} beats estimates as {unit} surges", "{co} posts record revenue in {q}",
+        "{co} upgraded to buy by analysts", "{co} raises dividend by {pct}%",
+        "{co} shares jump {pct}% on strong results", "{co} lifts full-year guidance",
         "{co} profit soars on booming {unit}", "{co} wins {amt} contract", "{co} announces {amt} share buyback",
-        "{co} stock hits all-time high", "Strong {unit} powers {co} to record quarter", "{co} tops forecasts and raises outlook",
-        "Investors cheer {co}'s robust growth", "{co} rallies after blowout earnings", "{co} margins widen, beating expectations",
-        "{co} secures landmark partnership deal", "{co}'s {unit} sees surging demand", "Analysts lift price target on {co}",
-        "{co} returns to profit ahead of schedule", "{co} shares climb {pct}% as {unit} outperforms",
+        "{co} stock hits all-time high", "Strong {unit} powers {co} to record quarter",
+        "{co} tops forecasts and raises outlook", "Investors cheer {co}'s robust growth",
+        "{co} rallies after blowout earnings", "{co} margins widen, beating expectations",
+        "{co} secures landmark partnership deal", "{co}'s {unit} sees surging demand",
+        "Analysts lift price target on {co}", "{co} returns to profit ahead of schedule",
+        "{co} shares climb {pct}% as {unit} outperforms",
     ],
 }
 
@@ -96,23 +116,26 @@ BURST_TEMPLATES = [
 
 MARKET_TEMPLATES: dict[str, list[str]] = {
     "negative": [
-        "Stocks slide as recession fears grow", "Markets tumble after weak jobs data", "Oil prices plunge on oversupply worries",
-        "Bond yields spike and equities sink", "Global shares fall as trade tensions escalate", "Tech selloff drags {index} lower",
-        "Consumer confidence slumps to {yr}-year low", "Factory orders drop for a {nth} month", "Currency crash rattles investors",
-        "{index} slumps {small}% as {sector} stocks sell off", "{sector_cap} shares hit by fresh selling",
-        "{index} suffers worst week since {yr_ago}",
+        "Stocks slide as recession fears grow", "Markets tumble after weak jobs data",
+        "Oil prices plunge on oversupply worries", "Bond yields spike and equities sink",
+        "Global shares fall as trade tensions escalate", "Tech selloff drags {index} lower",
+        "Consumer confidence slumps to {yr}-year low", "Factory orders drop for a {nth} month",
+        "Currency crash rattles investors", "{index} slumps {small}% as {sector} stocks sell off",
+        "{sector_cap} shares hit by fresh selling", "{index} suffers worst week since {yr_ago}",
     ],
     "neutral": [
-        "Central bank to publish meeting minutes on {weekday}", "Treasury to auction {yr}-year notes", "Retail sales data due on {weekday}",
-        "Exchange extends trading hours pilot", "Markets await inflation figures on {weekday}", "Regulator opens consultation on disclosure rules",
+        "Central bank to publish meeting minutes on {weekday}", "Treasury to auction {yr}-year notes",
+        "Retail sales data due on {weekday}", "Exchange extends trading hours pilot",
+        "Markets await inflation figures on {weekday}", "Regulator opens consultation on disclosure rules",
         "Finance ministers meet in {city}", "Index provider announces quarterly rebalance of {index}",
         "{index} ends flat ahead of {weekday} data", "{sector_cap} sector earnings season starts on {weekday}",
     ],
     "positive": [
         "Stocks rally as inflation cools", "Markets surge to record highs", "Investors cheer strong jobs report",
-        "Global equities climb on rate cut hopes", "Consumer spending rebounds strongly", "Factory output beats forecasts",
-        "Small caps soar as optimism returns", "{sector_cap} shares rally on upbeat economic data",
-        "{index} gains {small}% as {sector} stocks rebound", "{index} notches best week since {yr_ago}",
+        "Global equities climb on rate cut hopes", "Consumer spending rebounds strongly",
+        "Factory output beats forecasts", "Small caps soar as optimism returns",
+        "{sector_cap} shares rally on upbeat economic data", "{index} gains {small}% as {sector} stocks rebound",
+        "{index} notches best week since {yr_ago}",
     ],
 }
 PREFIXES = ("UPDATE: ", "BRIEF: ", "MARKETS: ")
@@ -132,9 +155,12 @@ SLOTS: dict[str, Sequence[str]] = {
 def _fill(rng: random.Random, template: str, co: str = "", unit: str = "") -> str:
     """A template with its slots filled from the slot pools and random numbers."""
     return template.format(
-        co=co, unit=unit, pct=rng.randint(3, 14), big=rng.randint(18, 41), jobs=rng.choice((200, 350, 800, 1200, 2500)),
-        amt=f"${rng.choice((40, 120, 250, 600))}m" if rng.random() < 0.6 else f"${rng.randint(1, 4)}.{rng.randint(1, 9)}bn",
-        yr=rng.choice((2, 3, 5, 10)), small=f"{rng.randint(1, 3)}.{rng.randint(0, 9)}", sector_cap=rng.choice(SLOTS["sector"]).title(),
+        co=co, unit=unit, pct=rng.randint(3, 14), big=rng.randint(18, 41),
+        jobs=rng.choice((200, 350, 800, 1200, 2500)),
+        amt=(f"${rng.choice((40, 120, 250, 600))}m" if rng.random() < 0.6
+             else f"${rng.randint(1, 4)}.{rng.randint(1, 9)}bn"),
+        yr=rng.choice((2, 3, 5, 10)), small=f"{rng.randint(1, 3)}.{rng.randint(0, 9)}",
+        sector_cap=rng.choice(SLOTS["sector"]).title(),
         **{key: rng.choice(values) for key, values in SLOTS.items()},
     )
 
@@ -145,7 +171,9 @@ def _decorate(rng: random.Random, text: str) -> str:
     if roll < 0.08:
         return rng.choice(PREFIXES) + text
     if roll < 0.3:
-        return text + _fill(rng, rng.choice(SUFFIXES))
+        suffix = _fill(rng, rng.choice(SUFFIXES))
+        # 'on Friday on Friday' reads wrong: skip a suffix whose leading word the headline already uses.
+        return text if suffix.split()[0].strip(",") in text.split() else text + suffix
     return text
 
 
@@ -206,56 +234,141 @@ def watchlist_data() -> dict:
 # --- customer-service FAQ --------------------------------------------------------------------------------------
 
 FAQ: dict[str, tuple[str, list[str]]] = {
-    "check_balance": ("You can see the balance of account {{Account Number}} in the mobile app under Accounts or at any of our ATMs; it updates in real time.", [
-        "what's my account balance", "how much money do I have", "check my balance", "show me my current balance",
-        "how much is in my checking account", "what is the balance on my savings", "how much money is left in my account",
-        "tell me my available balance", "balance inquiry", "where do I see my balance in the app",
-        "has my salary reached my balance yet", "how much can I spend right now"]),
-    "reset_password": ("Tap 'Forgot password' on the login screen and we will email a reset link to {{Email Address}}; the link is valid for 30 minutes.", [
-        "I forgot my password", "reset my password", "how do I change my online banking password", "I can't log in to the app",
-        "my login is locked", "I need a new password", "the password reset link is not working",
-        "how to recover my username and password", "locked out of online banking", "my account got locked after too many login attempts",
-        "the app says my password is wrong"]),
-    "lost_card": ("I'm sorry to hear that. The card ending in {{Card Last Digits}} is now frozen so nobody can use it, and a replacement will reach you within 5 business days.", [
-        "I lost my card", "my debit card was stolen", "block my credit card", "I can't find my card", "freeze my card",
-        "report a stolen card", "someone took my wallet with my bank card", "order a replacement card", "my card is missing",
-        "cancel my lost card", "I left my card in a taxi"]),
-    "open_account": ("You can open an account online in about 10 minutes with a photo ID and proof of address, or in any branch.", [
-        "open a new account", "how do I open a savings account", "I want to become a customer", "sign up for a checking account",
-        "what do I need to open an account", "can I open a joint account", "open an account for my child",
-        "start a new bank account online", "which documents are required to open an account", "I'd like to join your bank"]),
-    "close_account": ("We're sorry to see you go. To close account {{Account Number}}, move the remaining balance out and confirm under Settings > Close account, or call {{Customer Support Phone Number}}.", [
-        "close my account", "I want to cancel my account", "how do I shut down my savings account", "terminate my checking account",
-        "I'm leaving the bank, close everything", "delete my bank account", "end my membership with you",
-        "stop my account permanently", "how to deactivate my account for good"]),
-    "transfer_money": ("In the app choose Payments > New transfer, enter the recipient's name and IBAN, and confirm. Transfers to our customers are instant; others arrive within one business day.", [
-        "send money to my friend", "transfer funds to another account", "how do I make a wire transfer",
-        "move money between my accounts", "pay someone by bank transfer", "set up a recurring transfer",
-        "what are the fees for an international transfer", "how long does a transfer take", "send 100 dollars to my sister",
-        "wire cash abroad"]),
-    "loan_rates": ("Personal loans currently start at {{Loan Rate}} APR; mortgage rates depend on the term and deposit. Ask for a personal quote any time.", [
-        "what are your loan interest rates", "current mortgage rates", "how much interest on a personal loan", "car loan APR",
-        "do you offer home loans", "what rate would I get for a loan", "compare your loan rates", "is the mortgage rate fixed or variable",
-        "how expensive is borrowing money from you", "interest rate for a student loan"]),
-    "opening_hours": ("Most branches open Monday to Friday 9:00-17:00 and Saturday 9:00-13:00. Find your branch's hours at {{Branch Locator URL}}.", [
-        "what time do you open", "when does the branch close", "are you open on Saturday", "branch opening hours",
-        "what are your hours today", "is the bank open on Sunday", "holiday opening times", "until what time is the branch open",
-        "when can I visit a branch", "are branches open late on Thursdays"]),
-    "update_address": ("You can change your address in the app under Profile > Personal details; we'll text a confirmation code to {{Phone Number}}.", [
-        "change my address", "I moved, update my address", "update my mailing address", "set a new home address for my account",
-        "how do I change the address on file", "edit my postal address", "my address is wrong, fix it",
-        "I relocated, where do I update my details", "new street address after moving house"]),
-    "dispute_charge": ("Open the transaction in the app and tap 'Dispute', or tell me the amount and date, and we'll investigate the charge on the card ending {{Card Last Digits}} within 10 business days.", [
-        "I don't recognize this charge", "dispute a transaction", "there's a payment I didn't make", "refund a wrong charge",
-        "I was charged twice", "report an unauthorized transaction", "challenge a card payment", "a merchant overcharged me",
-        "there is a strange purchase on my statement", "I want my money back for a fraudulent payment"]),
-    "human_agent": ("Sure, I'm connecting you with one of our agents. You can also call {{Customer Support Phone Number}}, Monday to Saturday, 8:00-20:00.", [
-        "talk to a human", "speak to a real person", "connect me with an agent", "I want a customer service representative",
-        "can I call someone", "transfer me to a live agent", "is there a person I can talk to", "get me an operator",
-        "I'd rather chat with a staff member", "put me through to support staff"]),
-    "greeting": ("Hello! I'm your virtual banking assistant. How can I help you today?", [
-        "hi", "hello", "hey there", "good morning", "good afternoon", "hi bot", "hello, anyone there", "hey", "greetings",
-        "howdy", "good evening", "hiya"]),
+    "check_balance": (
+        (
+            "You can see the balance of account {{Account Number}} in the mobile app under Accounts or at any of "
+            "our ATMs; it updates in real time."
+        ),
+        [
+            "what's my account balance", "how much money do I have", "check my balance", "show me my current balance",
+            "how much is in my checking account", "what is the balance on my savings",
+            "how much money is left in my account", "tell me my available balance", "balance inquiry",
+            "where do I see my balance in the app", "has my salary reached my balance yet",
+            "how much can I spend right now",
+        ],
+    ),
+    "reset_password": (
+        (
+            "Tap 'Forgot password' on the login screen and we will email a reset link to {{Email Address}}; the "
+            "link is valid for 30 minutes."
+        ),
+        [
+            "I forgot my password", "reset my password", "how do I change my online banking password",
+            "I can't log in to the app", "my login is locked", "I need a new password",
+            "the password reset link is not working", "how to recover my username and password",
+            "locked out of online banking", "my account got locked after too many login attempts",
+            "the app says my password is wrong",
+        ],
+    ),
+    "lost_card": (
+        (
+            "I'm sorry to hear that. The card ending in {{Card Last Digits}} is now frozen so nobody can use it, "
+            "and a replacement will reach you within 5 business days."
+        ),
+        [
+            "I lost my card", "my debit card was stolen", "block my credit card", "I can't find my card",
+            "freeze my card", "report a stolen card", "someone took my wallet with my bank card",
+            "order a replacement card", "my card is missing", "cancel my lost card", "I left my card in a taxi",
+        ],
+    ),
+    "open_account": (
+        "You can open an account online in about 10 minutes with a photo ID and proof of address, or in any branch.",
+        [
+            "open a new account", "how do I open a savings account", "I want to become a customer",
+            "sign up for a checking account", "what do I need to open an account", "can I open a joint account",
+            "open an account for my child", "start a new bank account online",
+            "which documents are required to open an account", "I'd like to join your bank",
+        ],
+    ),
+    "close_account": (
+        (
+            "We're sorry to see you go. To close account {{Account Number}}, move the remaining balance out and "
+            "confirm under Settings > Close account, or call {{Customer Support Phone Number}}."
+        ),
+        [
+            "close my account", "I want to cancel my account", "how do I shut down my savings account",
+            "terminate my checking account", "I'm leaving the bank, close everything", "delete my bank account",
+            "end my membership with you", "stop my account permanently", "how to deactivate my account for good",
+        ],
+    ),
+    "transfer_money": (
+        (
+            "In the app choose Payments > New transfer, enter the recipient's name and IBAN, and confirm. Transfers"
+            " to our customers are instant; others arrive within one business day."
+        ),
+        [
+            "send money to my friend", "transfer funds to another account", "how do I make a wire transfer",
+            "move money between my accounts", "pay someone by bank transfer", "set up a recurring transfer",
+            "what are the fees for an international transfer", "how long does a transfer take",
+            "send 100 dollars to my sister", "wire cash abroad",
+        ],
+    ),
+    "loan_rates": (
+        (
+            "Personal loans currently start at {{Loan Rate}} APR; mortgage rates depend on the term and deposit. "
+            "Ask for a personal quote any time."
+        ),
+        [
+            "what are your loan interest rates", "current mortgage rates", "how much interest on a personal loan",
+            "car loan APR", "do you offer home loans", "what rate would I get for a loan", "compare your loan rates",
+            "is the mortgage rate fixed or variable", "how expensive is borrowing money from you",
+            "interest rate for a student loan",
+        ],
+    ),
+    "opening_hours": (
+        (
+            "Most branches open Monday to Friday 9:00-17:00 and Saturday 9:00-13:00. Find your branch's hours at "
+            "{{Branch Locator URL}}."
+        ),
+        [
+            "what time do you open", "when does the branch close", "are you open on Saturday", "branch opening hours",
+            "what are your hours today", "is the bank open on Sunday", "holiday opening times",
+            "until what time is the branch open", "when can I visit a branch", "are branches open late on Thursdays",
+        ],
+    ),
+    "update_address": (
+        (
+            "You can change your address in the app under Profile > Personal details; we'll text a confirmation "
+            "code to {{Phone Number}}."
+        ),
+        [
+            "change my address", "I moved, update my address", "update my mailing address",
+            "set a new home address for my account", "how do I change the address on file", "edit my postal address",
+            "my address is wrong, fix it", "I relocated, where do I update my details",
+            "new street address after moving house",
+        ],
+    ),
+    "dispute_charge": (
+        (
+            "Open the transaction in the app and tap 'Dispute', or tell me the amount and date, and we'll "
+            "investigate the charge on the card ending {{Card Last Digits}} within 10 business days."
+        ),
+        [
+            "I don't recognize this charge", "dispute a transaction", "there's a payment I didn't make",
+            "refund a wrong charge", "I was charged twice", "report an unauthorized transaction",
+            "challenge a card payment", "a merchant overcharged me", "there is a strange purchase on my statement",
+            "I want my money back for a fraudulent payment",
+        ],
+    ),
+    "human_agent": (
+        (
+            "Sure, I'm connecting you with one of our agents. You can also call {{Customer Support Phone Number}}, "
+            "Monday to Saturday, 8:00-20:00."
+        ),
+        [
+            "talk to a human", "speak to a real person", "connect me with an agent",
+            "I want a customer service representative", "can I call someone", "transfer me to a live agent",
+            "is there a person I can talk to", "get me an operator", "I'd rather chat with a staff member",
+            "put me through to support staff",
+        ],
+    ),
+    "greeting": (
+        "Hello! I'm your virtual banking assistant. How can I help you today?",
+        [
+            "hi", "hello", "hey there", "good morning", "good afternoon", "hi bot", "hello, anyone there", "hey",
+            "greetings", "howdy", "good evening", "hiya",
+        ],
+    ),
 }
 
 OPENERS = ("", "", "", "", "excuse me, ", "quick question: ", "can you help? ", "I need help: ", "please, ", "sorry, ")
@@ -303,49 +416,113 @@ def faq_entries(seed: int = 0) -> list[dict]:
 # --- recommendation items and interactions ---------------------------------------------------------------------
 
 CATEGORIES: dict[str, dict[str, Sequence[str]]] = {
-    "travel": {"topics": ("Lisbon", "Kyoto", "the Scottish Highlands", "Patagonia", "Iceland", "Morocco", "the Amalfi Coast", "Vietnam", "the Alps", "Vancouver"),
-               "things": ("itinerary", "weekend guide", "road trip", "packing list", "backpacking route", "train journey"),
-               "tags": ("travel", "itinerary", "budget-travel", "backpacking", "road-trip", "city-break", "adventure", "packing"),
-               "audience": ("backpackers", "families on holiday", "solo travellers"),
-               "detail": ("where to stay, what to eat and how to get around", "cheap flights, local trains and scenic viewpoints", "hostels, hiking trails and day trips")},
-    "cooking": {"topics": ("weeknight pasta", "sourdough bread", "vegetarian curries", "one-pan dinners", "fermented vegetables", "meal prep", "homemade pizza", "spicy noodles", "french pastries", "summer salads"),
-                "things": ("recipe", "technique", "cookbook pick", "kitchen method", "flavour guide"),
-                "tags": ("recipes", "baking", "vegetarian", "meal-prep", "quick-dinners", "spices", "kitchen-tips"),
-                "audience": ("home cooks", "busy families", "beginner bakers"),
-                "detail": ("ingredients, oven temperatures and seasoning", "dough hydration, proofing and crust", "knife skills, sauces and spices")},
-    "personal finance": {"topics": ("emergency funds", "index funds", "paying off credit card debt", "retirement savings", "household budgets", "first-time home buying", "tax-free savings accounts", "side income"),
-                         "things": ("budget", "savings plan", "money checklist", "investing strategy", "debt plan"),
-                         "tags": ("budgeting", "saving", "investing", "debt", "retirement", "taxes", "money-tips"),
-                         "audience": ("young professionals", "new parents", "freelancers"),
-                         "detail": ("interest rates, fees and compound growth", "monthly budgets, savings goals and debt payoff", "pensions, tax allowances and portfolios")},
-    "fitness": {"topics": ("marathon training", "home workouts", "strength training", "yoga for runners", "interval training", "mobility routines", "cycling endurance", "core stability"),
-                "things": ("workout", "routine", "training plan", "exercise series", "stretching session"),
-                "tags": ("fitness", "running", "strength", "yoga", "hiit", "mobility", "cardio"),
-                "audience": ("beginners", "runners", "busy commuters"),
-                "detail": ("sets, reps and rest days", "heart rate zones, pacing and recovery", "squats, lunges and planks")},
-    "tech": {"topics": ("home networking", "password managers", "mechanical keyboards", "Linux laptops", "smart home hubs", "photo backup", "noise-cancelling headphones", "budget smartphones"),
-             "things": ("review", "setup guide", "comparison", "buying guide", "benchmark"),
-             "tags": ("gadgets", "reviews", "privacy", "software", "hardware", "smart-home", "laptops"),
-             "audience": ("tinkerers", "remote workers", "students"),
-             "detail": ("battery life, firmware updates and specs", "routers, encryption and backups", "drivers, open-source apps and benchmarks")},
-    "gardening": {"topics": ("tomato growing", "balcony herb gardens", "composting", "raised beds", "houseplant care", "pruning roses", "attracting pollinators", "winter vegetables"),
-                  "things": ("planting guide", "planting calendar", "growing tips", "garden project", "soil guide"),
-                  "tags": ("gardening", "plants", "vegetables", "compost", "houseplants", "flowers", "seeds"),
-                  "audience": ("urban gardeners", "allotment holders", "first-time growers"),
-                  "detail": ("soil, seedlings and watering", "mulch, pruning shears and compost bins", "pollinators, bulbs and seed trays")},
-    "music": {"topics": ("guitar chords", "jazz piano voicings", "home recording", "music theory basics", "vinyl collecting", "songwriting", "ukulele strumming", "classic rock albums"),
-              "things": ("lesson", "playlist", "practice routine", "album guide", "listening session"),
-              "tags": ("music", "guitar", "piano", "recording", "theory", "vinyl", "songwriting"),
-              "audience": ("beginner musicians", "hobby producers", "music lovers"),
-              "detail": ("scales, chord progressions and rhythm", "microphones, mixing and melodies", "records, turntables and B-sides")},
-    "kids": {"topics": ("rainy day crafts", "bedtime stories", "science experiments at home", "toddler sleep routines", "family board games", "screen time limits", "outdoor scavenger hunts", "learning to read"),
-             "things": ("activity", "idea list", "printable", "family game", "parenting tip"),
-             "tags": ("kids", "parenting", "crafts", "family", "education", "play", "toddlers"),
-             "audience": ("parents", "teachers", "grandparents"),
-             "detail": ("glue, paper and glitter", "picture books, phonics and bedtime", "toddlers, playgrounds and nap times")},
+    "travel": {
+        "topics": (
+            "Lisbon", "Kyoto", "the Scottish Highlands", "Patagonia", "Iceland", "Morocco", "the Amalfi Coast",
+            "Vietnam", "the Alps", "Vancouver",
+        ),
+        "things": ("itinerary", "weekend guide", "road trip", "packing list", "backpacking route", "train journey"),
+        "tags": (
+            "travel", "itinerary", "budget-travel", "backpacking", "road-trip", "city-break", "adventure", "packing",
+        ),
+        "audience": ("backpackers", "families on holiday", "solo travellers"),
+        "detail": (
+            "where to stay, what to eat and how to get around", "cheap flights, local trains and scenic viewpoints",
+            "hostels, hiking trails and day trips",
+        ),
+    },
+    "cooking": {
+        "topics": (
+            "weeknight pasta", "sourdough bread", "vegetarian curries", "one-pan dinners", "fermented vegetables",
+            "meal prep", "homemade pizza", "spicy noodles", "french pastries", "summer salads",
+        ),
+        "things": ("recipe", "technique", "cookbook pick", "kitchen method", "flavour guide"),
+        "tags": ("recipes", "baking", "vegetarian", "meal-prep", "quick-dinners", "spices", "kitchen-tips"),
+        "audience": ("home cooks", "busy families", "beginner bakers"),
+        "detail": (
+            "ingredients, oven temperatures and seasoning", "dough hydration, proofing and crust",
+            "knife skills, sauces and spices",
+        ),
+    },
+    "personal finance": {
+        "topics": (
+            "emergency funds", "index funds", "paying off credit card debt", "retirement savings",
+            "household budgets", "first-time home buying", "tax-free savings accounts", "side income",
+        ),
+        "things": ("budget", "savings plan", "money checklist", "investing strategy", "debt plan"),
+        "tags": ("budgeting", "saving", "investing", "debt", "retirement", "taxes", "money-tips"),
+        "audience": ("young professionals", "new parents", "freelancers"),
+        "detail": (
+            "interest rates, fees and compound growth", "monthly budgets, savings goals and debt payoff",
+            "pensions, tax allowances and portfolios",
+        ),
+    },
+    "fitness": {
+        "topics": (
+            "marathon training", "home workouts", "strength training", "yoga for runners", "interval training",
+            "mobility routines", "cycling endurance", "core stability",
+        ),
+        "things": ("workout", "routine", "training plan", "exercise series", "stretching session"),
+        "tags": ("fitness", "running", "strength", "yoga", "hiit", "mobility", "cardio"),
+        "audience": ("beginners", "runners", "busy commuters"),
+        "detail": ("sets, reps and rest days", "heart rate zones, pacing and recovery", "squats, lunges and planks"),
+    },
+    "tech": {
+        "topics": (
+            "home networking", "password managers", "mechanical keyboards", "Linux laptops", "smart home hubs",
+            "photo backup", "noise-cancelling headphones", "budget smartphones",
+        ),
+        "things": ("review", "setup guide", "comparison", "buying guide", "benchmark"),
+        "tags": ("gadgets", "reviews", "privacy", "software", "hardware", "smart-home", "laptops"),
+        "audience": ("tinkerers", "remote workers", "students"),
+        "detail": (
+            "battery life, firmware updates and specs", "routers, encryption and backups",
+            "drivers, open-source apps and benchmarks",
+        ),
+    },
+    "gardening": {
+        "topics": (
+            "tomato growing", "balcony herb gardens", "composting", "raised beds", "houseplant care", "pruning roses",
+            "attracting pollinators", "winter vegetables",
+        ),
+        "things": ("planting guide", "planting calendar", "growing tips", "garden project", "soil guide"),
+        "tags": ("gardening", "plants", "vegetables", "compost", "houseplants", "flowers", "seeds"),
+        "audience": ("urban gardeners", "allotment holders", "first-time growers"),
+        "detail": (
+            "soil, seedlings and watering", "mulch, pruning shears and compost bins",
+            "pollinators, bulbs and seed trays",
+        ),
+    },
+    "music": {
+        "topics": (
+            "guitar chords", "jazz piano voicings", "home recording", "music theory basics", "vinyl collecting",
+            "songwriting", "ukulele strumming", "classic rock albums",
+        ),
+        "things": ("lesson", "playlist", "practice routine", "album guide", "listening session"),
+        "tags": ("music", "guitar", "piano", "recording", "theory", "vinyl", "songwriting"),
+        "audience": ("beginner musicians", "hobby producers", "music lovers"),
+        "detail": (
+            "scales, chord progressions and rhythm", "microphones, mixing and melodies",
+            "records, turntables and B-sides",
+        ),
+    },
+    "kids": {
+        "topics": (
+            "rainy day crafts", "bedtime stories", "science experiments at home", "toddler sleep routines",
+            "family board games", "screen time limits", "outdoor scavenger hunts", "learning to read",
+        ),
+        "things": ("activity", "idea list", "printable", "family game", "parenting tip"),
+        "tags": ("kids", "parenting", "crafts", "family", "education", "play", "toddlers"),
+        "audience": ("parents", "teachers", "grandparents"),
+        "detail": (
+            "glue, paper and glitter", "picture books, phonics and bedtime", "toddlers, playgrounds and nap times",
+        ),
+    },
 }
-TITLE_TEMPLATES = ("The complete {thing} for {topic}", "{topic_cap}: a {thing} for {audience}", "Getting started with {topic}",
-                   "{n} lessons from a year of {topic}", "Our favourite {thing} for {topic}", "{topic_cap} without the fuss")
+TITLE_TEMPLATES = (
+    "The complete {thing} for {topic}", "{topic_cap}: a {thing} for {audience}", "Getting started with {topic}",
+    "{n} lessons from a year of {topic}", "Our favourite {thing} for {topic}", "{topic_cap} without the fuss",
+)
 ITEMS_PER_CATEGORY = 25
 FRESH_PER_CATEGORY = 1
 EVENTS = ("view", "click", "like", "purchase")
@@ -372,19 +549,21 @@ def item_rows(seed: int = 0) -> list[dict[str, str]]:
             description = (f"A {thing} about {topic} for {audience}, covering {rng.choice(vocab['detail'])}. "
                            f"Tagged {', '.join(tags)}.")
             fresh = index >= ITEMS_PER_CATEGORY - FRESH_PER_CATEGORY
-            created = (datetime.combine(LAST_DAY, datetime.min.time(), timezone.utc) - timedelta(hours=rng.randint(1, 60))
-                       if fresh else datetime.combine(window_start, datetime.min.time(), timezone.utc)
-                       - timedelta(days=rng.randint(1, 120), seconds=rng.randrange(86400)))
+            if fresh:  # created in the final days, after every interaction was drawn
+                created = _midnight(LAST_DAY) - timedelta(hours=rng.randint(1, 60))
+            else:
+                created = _midnight(window_start) - timedelta(days=rng.randint(1, 120), seconds=rng.randrange(86400))
             drafts.append((created, title, description, "|".join(tags), category))
     drafts.sort()
     return [{"id": f"i{index:04d}", "title": title, "description": description, "tags": tags, "category": category,
-             "created_at": _iso(created)} for index, (created, title, description, tags, category) in enumerate(drafts, 1)]
+             "created_at": _iso(created)}
+            for index, (created, title, description, tags, category) in enumerate(drafts, start=1)]
 
 
 def interaction_rows(items: list[dict[str, str]], seed: int = 0) -> list[dict[str, str]]:
     """~120 users with 1-2 preferred categories; 15-40 events each, ~85% inside their preferences."""
     rng = random.Random(f"{seed}:interactions")
-    window_start = datetime.combine(LAST_DAY - timedelta(days=DAYS - 1), datetime.min.time(), timezone.utc)
+    window_start = _midnight(LAST_DAY - timedelta(days=DAYS - 1))
     newest_allowed = _iso(window_start)
     by_category: dict[str, list[str]] = {}
     for item in items:
@@ -405,6 +584,10 @@ def interaction_rows(items: list[dict[str, str]], seed: int = 0) -> list[dict[st
 
 
 # --- writing ---------------------------------------------------------------------------------------------------
+
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -14,7 +14,6 @@ from scipy.stats import binomtest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from nlp_suite.monitoring.scoring import keep_rowcount
 from nlp_suite.storage.base import utcnow
 from nlp_suite.storage.models import Alert, Document, DocumentEntity, SentimentScore
 from nlp_suite.storage.session import insert_ignoring_conflicts, session_factory
@@ -269,14 +268,13 @@ def detect_alerts(
     factory = session_factory(url)
     with factory() as session:
         counts = bucket_counts(load_labels(session, model_version_id), bucket)
-    summary = AlertSummary(entities_checked=counts["entity"].nunique(), buckets_checked=len(counts))
+    summary = AlertSummary(entities_checked=int(counts["entity"].nunique()), buckets_checked=len(counts))
     spikes = find_spikes(
         with_baseline(counts, bucket, baseline_buckets),
         min_volume=min_volume, z_threshold=z_threshold, p_threshold=p_threshold,
     )
     for run in group_runs(spikes, bucket):
-        with factory.begin() as session:  # one transaction per alert: a failure keeps the others
-            keep_rowcount(session)
+        with factory.begin() as session:  # committed per alert, so a later failure keeps the earlier ones
             run["evidence"] = evidence(session, model_version_id, run["entity"], run["bucket_start"],
                                        run["bucket_end"], evidence_docs)
             outcome = _upsert(session, {**run, "model_version_id": model_version_id})

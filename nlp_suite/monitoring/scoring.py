@@ -67,11 +67,6 @@ def count_unscored(session: Session, model_version_id: int) -> int:
     return session.scalar(select(func.count(Document.id)).where(_unscored(model_version_id))) or 0
 
 
-def keep_rowcount(session: Session) -> None:
-    """Make INSERT rowcounts real on psycopg 3, which reports -1 unless SQLAlchemy is asked to preserve them."""
-    session.connection(execution_options={"preserve_rowcount": True})
-
-
 def _score_rows(ids: list[int], probabilities: np.ndarray, labels: list[str], model_version_id: int) -> list[dict]:
     """Score rows for insert: argmax label plus every label's probability as a plain float (JSON-safe)."""
     best = probabilities.argmax(axis=1)
@@ -127,7 +122,6 @@ def score_unscored(
             ids = [row.id for row in rows]
             probabilities = _predict(predictor, [row.text for row in rows])
             with factory.begin() as session:
-                keep_rowcount(session)
                 inserted = insert_ignoring_conflicts(
                     session,
                     SentimentScore,

@@ -54,4 +54,6 @@ def insert_ignoring_conflicts(
     if insert is None:
         raise NotImplementedError(f"upserts are implemented for sqlite and postgresql, not {dialect!r}")
     statement = insert(model).values(list(rows)).on_conflict_do_nothing(index_elements=list(conflict_columns))
-    return session.execute(statement).rowcount or 0
+    # psycopg 3 reports rowcount -1 for INSERT ... ON CONFLICT unless asked to keep it.
+    result = session.execute(statement, execution_options={"preserve_rowcount": True})
+    return max(result.rowcount, 0)
