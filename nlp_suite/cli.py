@@ -105,9 +105,10 @@ def run_models(args: argparse.Namespace) -> int:
             for column in ("id", "task", "name", "status", "metrics", "created"):
                 table.add_column(column)
             for v in registry.list_versions(session, args.task):
-                shown = {k: v.metrics[k] for k in ("accuracy", "macro_f1", "ndcg@10") if k in v.metrics}
-                table.add_row(str(v.id), v.task, v.name, v.status, json.dumps(shown), v.created_at.isoformat())
-            Console().print(table)
+                shown = " ".join(f"{k}={v.metrics[k]:.3f}" for k in ("accuracy", "macro_f1", "ndcg@10")
+                                 if k in v.metrics)
+                table.add_row(str(v.id), v.task, v.name, v.status, shown, f"{v.created_at:%Y-%m-%d %H:%M}")
+            Console(width=max(Console().width, 140)).print(table)
         elif args.action == "show":
             v = registry.get_version(session, args.id)
             print(json.dumps({"id": v.id, "name": v.name, "task": v.task, "status": v.status, "path": v.path,

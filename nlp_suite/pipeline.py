@@ -52,9 +52,10 @@ def ingest_catalog(cfg: DictConfig):
     """Load items, users and interactions for recommendation, when the data config has them."""
     from nlp_suite.data.catalog import load_catalog
 
+    # cfg.data["items"], not cfg.data.items: DictConfig.items is the dict method.
     if not (cfg.data.get("items") and cfg.data.get("interactions")):
         return None
-    return load_catalog(db_url(cfg), resolve(cfg.data.items), resolve(cfg.data.interactions))
+    return load_catalog(db_url(cfg), resolve(cfg.data["items"]), resolve(cfg.data["interactions"]))
 
 
 def train_task(cfg: DictConfig):
@@ -103,4 +104,5 @@ def recommend(cfg: DictConfig):
     version, loaded = active_model(cfg, "recommend")
     r = cfg.recommend
     return recommend_all(db_url(cfg), loaded, version.id, top_k=r.top_k, history=r.history,
-                         weights=dict(r.weights) if r.get("weights") else None, category_cap=r.get("category_cap"))
+                         weights=dict(r.weights), category_cap=r.category_cap,
+                         half_life_days=r.freshness_half_life_days)

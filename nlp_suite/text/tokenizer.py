@@ -1,10 +1,15 @@
-"""Subword tokenizer trained on our own corpus with Hugging Face `tokenizers` (WordPiece)."""
+"""Subword tokenizer trained on our own corpus with Hugging Face `tokenizers`.
+
+SentencePiece-style BPE (Metaspace marks word starts). Not WordPiece: its trainer assigns `##` subword ids in
+hash-map order, so the same corpus gives a different vocabulary on each run (huggingface/tokenizers#1794);
+BPE without a continuing-subword prefix is reproducible, and so are the models trained on it.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Iterable
 
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 PAD, UNK, BOS, EOS = "[PAD]", "[UNK]", "[BOS]", "[EOS]"
 SPECIAL_TOKENS = [PAD, UNK, BOS, EOS]  # PAD is id 0: the encoder's padding_idx
@@ -20,12 +25,14 @@ class TextTokenizer:
 
     @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int, min_frequency: int = 2) -> "TextTokenizer":
-        """Learn a lower-cased WordPiece vocabulary from `texts`."""
-        tokenizer = Tokenizer(models.WordPiece(unk_token=UNK))
+        """Learn a lower-cased BPE vocabulary from `texts` (deterministic for the same texts)."""
+        tokenizer = Tokenizer(models.BPE(unk_token=UNK))
         tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True)
-        tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                            special_tokens=SPECIAL_TOKENS, show_progress=False)
+        tokenizer.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Punctuation("isolated"),
+                                                           pre_tokenizers.Metaspace()])
+        tokenizer.decoder = decoders.Metaspace()
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
+                                      special_tokens=SPECIAL_TOKENS, show_progress=False)
         tokenizer.train_from_iterator(texts, trainer=trainer)
         return cls(tokenizer)
 

@@ -44,8 +44,15 @@ class TrainResult:
 
 def build_task(cfg: DictConfig) -> tuple[Task, dict[str, Any]]:
     """Instantiate the configured task class; also return its params for the checkpoint."""
-    params = {k: v for k, v in OmegaConf.to_container(cfg.task, resolve=True).items() if k != "_target_"}
-    return instantiate(cfg.task, _convert_="all"), params
+    params = {k: v for k, v in OmegaConf.to_container(cfg.task, resolve=True).items()
+              if k not in ("_target_", "train_overrides")}
+    return instantiate({"_target_": cfg.task._target_, **params}, _convert_="all"), params
+
+
+def fit_config(cfg: DictConfig) -> FitConfig:
+    """conf/train with the task's `train_overrides` merged on top."""
+    merged = OmegaConf.merge(cfg.train, cfg.task.get("train_overrides") or {})
+    return FitConfig.from_config(merged, seed=cfg.seed)
 
 
 def data_fingerprint(texts: list[str]) -> str:
@@ -76,7 +83,7 @@ def train(cfg: DictConfig) -> TrainResult:
     model = task.build_model(Encoder(enc_cfg))
     parameters = sum(p.numel() for p in model.parameters())
     log.info("training %s: %d parameters, %d training texts", task.name, parameters, len(corpus))
-    result = fit(model, task, FitConfig.from_config(cfg.train, seed=cfg.seed))
+    result = fit(model, task, fit_config(cfg))
 
     stamp = utcnow().strftime("%Y%m%d-%H%M%S-%f")
     name = f"{task.name}-{stamp}"

@@ -68,3 +68,16 @@ def test_tokenizer_trains_round_trips_and_never_returns_empty():
     assert restored.encode(texts[:3], 16) == tokenizer.encode(texts[:3], 16)
     assert all(len(ids) >= 1 for ids in tokenizer.encode(["", "   ", "zzzzqqq"], 8))
     assert len(tokenizer.encode(["word " * 100], 10)[0]) == 10
+
+
+def test_tokenizer_training_is_reproducible_across_processes():
+    import subprocess
+    import sys
+
+    code = ("from nlp_suite.text.tokenizer import TextTokenizer; import hashlib; "
+            "texts = [f'{a} {b}ing {c}s' for a in ('acme', 'globex', 'contoso') for b in ('plung', 'rall', 'slid') "
+            "for c in ('share', 'bond', 'note')] * 3; "
+            "print(hashlib.sha256(TextTokenizer.train(texts, 120, 1).to_json().encode()).hexdigest())")
+    digests = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+               for _ in range(3)}
+    assert len(digests) == 1

@@ -1,0 +1,426 @@
+"""The reply service: one user message in, one plain-text bot reply out, both logged to `chat_messages`.
+
+Rules, in order, for each user message of a session:
+
+1. **refusal**: empty/whitespace input or more than `max_input_chars` characters.
+2. **slot value**: when the previous reply asked for a placeholder value (e.g. the account number), the message is
+   read as that value and the pending answer is given with it filled in.
+3. **handoff**: the user asks for a human (at any time), or says yes after the bot offered one; the session's
+   `chat_sessions.handoff_requested` becomes True.
+4. The intent model ranks the intents. When the message alone is not confident enough but shares words with the
+   knowledge base, it is ranked again together with the session's last `context_turns` user messages (follow-ups
+   such as "and how long does that take?").
+5. **fallback**: top probability below `confidence_threshold`, or too few of the message's words occur anywhere in
+   the knowledge base's questions (`min_vocabulary_share`; a small intent model is confidently wrong on gibberish).
+   The fallback offers a human agent.
+6. **clarify**: the top two intents are closer than `ambiguity_gap`; the bot names both topics and the next message
+   picks one ("the first", "the second", or words of a topic).
+7. **answer**: the intent's answer with placeholders filled from values the user gave earlier in the session
+   ("my account number is 12345"); when a value is missing the bot asks for it (kind "clarify") and answers on the
+   next turn.
+
+Per-session state lives in memory, keyed by session id, with one lock per session (turns of one session are
+serialised; different sessions run in parallel and never share state). A session unknown to this process (after a
+restart, or evicted from the LRU) is rebuilt from its logged user messages. The service returns plain text and never
+renders HTML: making user-supplied text inert is the UI's job.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+import uuid
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Literal
+
+from omegaconf import DictConfig
+from sqlalchemy import select
+
+from nlp_suite.chat.knowledge import KnowledgeBase, words
+from nlp_suite.config import db_url
+from nlp_suite.storage.models import ChatMessage, ChatSession
+from nlp_suite.storage.session import insert_ignoring_conflicts, session_scope
+from nlp_suite.tasks.classification import TextClassifier
+from nlp_suite.training import registry
+
+log = logging.getLogger(__name__)
+
+ReplyKind = Literal["answer", "clarify", "fallback", "refusal", "handoff"]
+KINDS: tuple[str, ...] = ("answer", "clarify", "fallback", "refusal", "handoff")
+
+FALLBACK_TEXT = ("I'm not sure I understood that. Could you rephrase your question, "
+                 "or would you like me to connect you to a human agent?")
+REPHRASE_TEXT = "No problem. Could you rephrase your question? I'll do my best to help."
+HANDOFF_TEXT = ("Okay, I'm connecting you to a human agent. Someone from our support team will pick up this "
+                "conversation shortly.")
+EMPTY_TEXT = "It looks like your message was empty. What can I help you with?"
+TOO_LONG_TEXT = ("Sorry, that message is too long for me ({length:,} characters; the limit is {limit:,}). "
+                 "Could you shorten it to the main question?")
+UNKNOWN_INTENT_TEXT = ("I think your question is about {topic}, but I don't have an answer for that yet. "
+                       "Would you like me to connect you to a human agent?")
+
+# Words too common to tell whether a message is about anything the knowledge base covers.
+STOPWORDS = frozenset(
+    "a an the i i'm im me my mine we our you your it its it's is are was were be been am do does did done have has "
+    "had can could would should will shall may might must to of in on at for from by with about as into and or but "
+    "if so not no yes this that these those there here what which who whom how when where why please hi hello hey "
+    "thanks thank ok okay just also any some".split()
+)
+# An explicit request for a person: "a human", "real person", "live agent", "talk to someone", "speak with an agent".
+HUMAN = re.compile(
+    r"\b(humans?|representative|operator|real person|live (?:agent|person)|human agent|customer service agent|"
+    r"(?:talk|speak|chat) (?:to|with) (?:a |an |the |your )?(?:someone|somebody|person|agent|staff|people))\b",
+    re.IGNORECASE)
+# A reply to the hand-off offer counts as yes/no only when it is made of these words alone ("yes please", "no thanks").
+YES_START = frozenset("yes yeah yep yup sure ok okay please y absolutely definitely connect go".split())
+YES_WORDS = YES_START | frozenset("please thanks thank you do it that would be great nice i i'd like me connect ahead "
+                                  "of course".split())
+NO_START = frozenset("no nope nah n not".split())
+NO_WORDS = NO_START | frozenset("thanks thank you not now it's i'm fine ok okay that's need".split())
+FIRST = re.compile(r"\b(first|former|1st|one|1)\b", re.IGNORECASE)
+SECOND = re.compile(r"\b(second|latter|2nd|two|2)\b", re.IGNORECASE)
+NUMERIC_SLOT = re.compile(r"\b(number|no|num|nr|id|code)$", re.IGNORECASE)
+VALUE_TOKEN = re.compile(r"#?([A-Za-z0-9][A-Za-z0-9\-_/]*\d[A-Za-z0-9\-_/]*|\d[A-Za-z0-9\-_/]*)")
+MAX_SLOT_CHARS = 64
+HISTORY_FOR_SLOTS = 50  # user messages read back to rebuild the slots of a session this process does not know
+
+
+@dataclass
+class BotReply:
+    """What the bot answered to one user message (the bot message's row is `message_id`)."""
+
+    session_id: str
+    text: str  # plain text: the UI must escape it before rendering
+    intent: str | None  # intent the reply is about (None for refusals and hand-offs)
+    confidence: float | None  # model probability of that intent
+    kb_entry: str | None  # knowledge-base intent whose answer was used or asked about
+    kind: ReplyKind
+    latency_ms: float
+    message_id: int  # chat_messages.id of the bot message (pass it to `feedback`)
+    user_message_id: int = 0  # chat_messages.id of the user message
+    candidates: list[tuple[str, float]] = field(default_factory=list)  # top intents with probabilities
+    used_context: bool = False  # the intent came from the message together with earlier turns
+
+
+@dataclass
+class _Decision:
+    kind: ReplyKind
+    text: str
+    intent: str | None = None
+    confidence: float | None = None
+    kb_entry: str | None = None
+    candidates: list[tuple[str, float]] = field(default_factory=list)
+    used_context: bool = False
+    handoff: bool = False
+    remember: bool = True  # add the user message to the session's context
+
+
+def _only(text: str, start: frozenset[str], allowed: frozenset[str]) -> bool:
+    """Whether `text` starts with a word of `start` and has no word outside `allowed`."""
+    found = words(text)
+    return bool(found) and found[0] in start and all(word in allowed for word in found)
+
+
+class _SessionState:
+    """Conversation state of one session; only touched while holding `lock`."""
+
+    def __init__(self, context_turns: int):
+        self.lock = threading.Lock()
+        self.context: deque[str] = deque(maxlen=max(context_turns, 0))  # earlier user messages
+        self.slots: dict[str, str] = {}  # placeholder values the user gave
+        self.offered_handoff = False
+        self.pending_slot: tuple[str, float | None, str] | None = None  # (intent, confidence, slot asked for)
+        self.pending_choice: tuple[str, str] | None = None  # the two intents a clarifying question named
+
+
+class ReplyService:
+    """Answers chat messages with the intent model and the knowledge base; thread-safe."""
+
+    def __init__(self, classifier: TextClassifier, kb: KnowledgeBase, db_url: str, *,
+                 confidence_threshold: float = 0.5, ambiguity_gap: float = 0.1, context_turns: int = 3,
+                 max_input_chars: int = 2000, min_vocabulary_share: float = 0.3, max_sessions: int = 10_000):
+        if not 0.0 <= confidence_threshold <= 1.0:
+            raise ValueError(f"confidence_threshold must be in [0, 1], got {confidence_threshold}")
+        if ambiguity_gap < 0 or context_turns < 0 or max_input_chars < 1 or max_sessions < 1:
+            raise ValueError("ambiguity_gap and context_turns must be >= 0, max_input_chars and max_sessions >= 1")
+        self.classifier = classifier
+        self.kb = kb
+        self.db_url = db_url
+        self.confidence_threshold = confidence_threshold
+        self.ambiguity_gap = ambiguity_gap
+        self.context_turns = context_turns
+        self.max_input_chars = max_input_chars
+        self.min_vocabulary_share = min_vocabulary_share
+        self.max_sessions = max_sessions
+        self._sessions: OrderedDict[str, _SessionState] = OrderedDict()
+        self._sessions_lock = threading.Lock()
+        missing = sorted(set(classifier.labels) - set(kb.intents))
+        if missing:
+            log.warning("the reply model knows intents the knowledge base lacks: %s", missing)
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, device: str = "cpu") -> "ReplyService":
+        """Load the active reply model from the registry (once) and the knowledge base `data.faq`.
+
+        Threshold: `ui.confidence_threshold` when set, else the one the model was trained with (conf/task/reply).
+        Optional `ui` keys: ambiguity_gap, context_turns, max_input_chars, min_vocabulary_share,
+        placeholder_defaults (placeholder name -> value, e.g. {"Customer Support Phone Number": "..."}).
+        Raises RegistryError when no reply model is active.
+        """
+        url = db_url(cfg)
+        with session_scope(url) as session:
+            version, loaded = registry.load_active(session, "reply", device=device)
+        classifier = TextClassifier(loaded.model, loaded.tokenizer, loaded.task.labels, loaded.max_len)
+        ui = cfg.get("ui") or {}
+        defaults = ui.get("placeholder_defaults") or {}
+        kb = KnowledgeBase(cfg.data.faq, defaults={str(k): str(v) for k, v in dict(defaults).items()})
+        threshold = ui.get("confidence_threshold")
+        if threshold is None:
+            threshold = getattr(loaded.task, "confidence_threshold", 0.5)
+        log.info("reply service: model %s (version %d), %d intents in %s", version.name, version.id, len(kb),
+                 kb.path)
+        return cls(classifier, kb, url, confidence_threshold=float(threshold),
+                   ambiguity_gap=float(ui.get("ambiguity_gap", 0.1)), context_turns=int(ui.get("context_turns", 3)),
+                   max_input_chars=int(ui.get("max_input_chars", 2000)),
+                   min_vocabulary_share=float(ui.get("min_vocabulary_share", 0.3)))
+
+    # ------------------------------------------------------------------ public API
+
+    def reply(self, session_id: str | None, text: str) -> BotReply:
+        """Answer `text` in session `session_id` (None starts a new session); logs both messages."""
+        started = time.perf_counter()
+        session_id = self._session_id(session_id)
+        text = "" if text is None else str(text)
+        state = self._state(session_id)
+        with state.lock:
+            decision = self._decide(state, text)
+            latency_ms = (time.perf_counter() - started) * 1000.0
+            user_id, bot_id = self._log(session_id, text, decision, latency_ms)
+            if decision.remember:
+                state.context.append(text)
+        return BotReply(session_id=session_id, text=decision.text, intent=decision.intent,
+                        confidence=decision.confidence, kb_entry=decision.kb_entry, kind=decision.kind,
+                        latency_ms=latency_ms, message_id=bot_id, user_message_id=user_id,
+                        candidates=decision.candidates, used_context=decision.used_context)
+
+    def feedback(self, message_id: int, value: int) -> None:
+        """Store thumbs up (+1) or down (-1) on a bot message."""
+        if value not in (1, -1) or isinstance(value, bool):
+            raise ValueError(f"feedback must be +1 or -1, got {value!r}")
+        with session_scope(self.db_url) as session:
+            message = session.get(ChatMessage, int(message_id))
+            if message is None:
+                raise LookupError(f"no chat message with id {message_id}")
+            if message.role != "bot":
+                raise ValueError(f"feedback is for bot messages; message {message_id} is a {message.role} message")
+            message.feedback = int(value)
+
+    def new_session_id(self) -> str:
+        """A fresh session id (uuid4 hex)."""
+        return uuid.uuid4().hex
+
+    # ------------------------------------------------------------------ sessions
+
+    def _session_id(self, session_id: str | None) -> str:
+        if session_id is None or session_id == "":
+            return self.new_session_id()
+        session_id = str(session_id)
+        if len(session_id) > 64:
+            raise ValueError("session_id must be at most 64 characters")
+        return session_id
+
+    def _state(self, session_id: str) -> _SessionState:
+        with self._sessions_lock:
+            state = self._sessions.get(session_id)
+            if state is not None:
+                self._sessions.move_to_end(session_id)
+                return state
+            state = _SessionState(self.context_turns)
+            self._sessions[session_id] = state
+            while len(self._sessions) > self.max_sessions:
+                self._sessions.popitem(last=False)
+            # Hold the new state's lock until it is rebuilt, so a concurrent turn of the session waits for it.
+            state.lock.acquire()
+        try:
+            self._restore(session_id, state)
+        finally:
+            state.lock.release()
+        return state
+
+    def _restore(self, session_id: str, state: _SessionState) -> None:
+        """Rebuild context and slots of a session this process has not seen (restart, LRU eviction)."""
+        with session_scope(self.db_url) as session:
+            texts = session.scalars(
+                select(ChatMessage.text).where(ChatMessage.session_id == session_id, ChatMessage.role == "user")
+                .order_by(ChatMessage.id.desc()).limit(HISTORY_FOR_SLOTS)
+            ).all()
+        for text in reversed(texts):
+            if text.strip() and len(text) <= self.max_input_chars:
+                self._remember_slots(state, text)
+                state.context.append(text)
+
+    # ------------------------------------------------------------------ decisions
+
+    def _decide(self, state: _SessionState, text: str) -> _Decision:
+        self.kb.reload()
+        if not text.strip():
+            return _Decision("refusal", EMPTY_TEXT, remember=False)
+        if len(text) > self.max_input_chars:
+            return _Decision("refusal", TOO_LONG_TEXT.format(length=len(text), limit=self.max_input_chars),
+                             remember=False)
+
+        if state.pending_slot is not None:
+            intent, confidence, slot = state.pending_slot
+            state.pending_slot = None
+            value = self._slot_value(slot, text, asked=True)
+            if value is not None:
+                state.slots[slot] = value
+                return self._answer(state, intent, confidence,
+                                    [(intent, confidence)] if confidence is not None else [])
+
+        if HUMAN.search(text) or (state.offered_handoff and _only(text, YES_START, YES_WORDS)):
+            state.offered_handoff = False
+            state.pending_choice = None
+            return _Decision("handoff", HANDOFF_TEXT, handoff=True)
+        if state.offered_handoff and _only(text, NO_START, NO_WORDS):
+            state.offered_handoff = False
+            return _Decision("fallback", REPHRASE_TEXT)
+        state.offered_handoff = False
+        self._remember_slots(state, text)
+
+        ranked = self._rank(text)
+        share = self._vocabulary_share(text)
+        used_context = False
+        if ranked[0][1] < self.confidence_threshold and share > 0 and state.context:
+            with_context = self._rank(" ".join([*state.context, text]))
+            if with_context[0][1] >= self.confidence_threshold:
+                ranked, used_context = with_context, True
+        candidates = ranked[:2]
+
+        if state.pending_choice is not None:
+            choice = self._choose(text, *state.pending_choice)
+            state.pending_choice = None
+            if choice is not None:
+                probability = dict(ranked).get(choice)
+                return self._answer(state, choice, probability, candidates)
+
+        intent, confidence = ranked[0]
+        if confidence < self.confidence_threshold or (share < self.min_vocabulary_share and not used_context):
+            state.offered_handoff = True
+            return _Decision("fallback", FALLBACK_TEXT, intent=intent, confidence=confidence,
+                             candidates=candidates, used_context=used_context)
+        if len(ranked) > 1 and confidence - ranked[1][1] < self.ambiguity_gap:
+            first, second = ranked[0][0], ranked[1][0]
+            state.pending_choice = (first, second)
+            text = (f"Just to be sure: is your question about {self.kb.topic(first)}, "
+                    f"or about {self.kb.topic(second)}?")
+            return _Decision("clarify", text, intent=intent, confidence=confidence, candidates=candidates,
+                             used_context=used_context)
+        return self._answer(state, intent, confidence, candidates, used_context)
+
+    def _answer(self, state: _SessionState, intent: str, confidence: float | None,
+                candidates: list[tuple[str, float]] | None = None, used_context: bool = False) -> _Decision:
+        candidates = candidates or []
+        entry = self.kb.get(intent)
+        if entry is None:
+            state.offered_handoff = True
+            return _Decision("fallback", UNKNOWN_INTENT_TEXT.format(topic=self.kb.topic(intent)), intent=intent,
+                             confidence=confidence, candidates=candidates, used_context=used_context)
+        missing = entry.missing(state.slots)
+        if missing:
+            state.pending_slot = (intent, confidence, missing[0])
+            return _Decision("clarify", f"I can help with {entry.topic}. What is your {missing[0].lower()}?",
+                             intent=intent, confidence=confidence, kb_entry=intent, candidates=candidates,
+                             used_context=used_context)
+        return _Decision("answer", entry.render(state.slots), intent=intent, confidence=confidence,
+                         kb_entry=intent, candidates=candidates, used_context=used_context)
+
+    def _rank(self, text: str) -> list[tuple[str, float]]:
+        """Intents by descending probability."""
+        probabilities = self.classifier.predict_proba([text])[0]
+        order = probabilities.argsort()[::-1]
+        return [(self.classifier.labels[int(i)], float(probabilities[i])) for i in order]
+
+    def _vocabulary_share(self, text: str) -> float:
+        """Share of the message's content words that occur in the knowledge base's questions."""
+        found = words(text)
+        content = [word for word in found if word not in STOPWORDS] or found
+        if not content:
+            return 0.0
+        vocabulary = self.kb.vocabulary
+        return sum(word in vocabulary for word in content) / len(content)
+
+    def _choose(self, text: str, first: str, second: str) -> str | None:
+        """Which of two offered topics a reply to a clarifying question picks, if any."""
+        said = set(words(text))
+        hits = [len(said & (set(words(self.kb.topic(intent))) - STOPWORDS)) for intent in (first, second)]
+        if hits[0] != hits[1]:
+            return first if hits[0] > hits[1] else second
+        if FIRST.search(text) and not SECOND.search(text):
+            return first
+        if SECOND.search(text) and not FIRST.search(text):
+            return second
+        return None
+
+    # ------------------------------------------------------------------ slots
+
+    def _remember_slots(self, state: _SessionState, text: str) -> None:
+        """Keep every slot value stated in `text` ("my order number is 12345")."""
+        for slot in self.kb.slot_names:
+            value = self._slot_value(slot, text, asked=False)
+            if value is not None:
+                state.slots[slot] = value
+
+    @staticmethod
+    def _slot_value(slot: str, text: str, *, asked: bool) -> str | None:
+        """The value of `slot` in `text`: after its name ("account number is 12345"), or, when the bot just asked
+        for it, the first token with a digit (numeric slots) or the whole short message."""
+        numeric = bool(NUMERIC_SLOT.search(slot.strip()))
+        name = words(slot)
+        if numeric and len(name) > 1:
+            name = name[:-1]
+        if name:
+            lead = r"\b" + r"\s+".join(map(re.escape, name))
+            if numeric:
+                pattern = lead + r"(?:\s*(?:number|no\.?|num|nr|id|code|#))?\s*(?:is|was|=|:)?\s*[:#]?\s*(\S+)"
+            else:
+                pattern = lead + r"\s*(?:is|was|=|:)\s*([^\n,;!?]+)"
+            for match in re.finditer(pattern, text, re.IGNORECASE):
+                value = match.group(1).strip().strip(".,;:!?()'\"")
+                if numeric and not VALUE_TOKEN.fullmatch(value):
+                    continue
+                if value:
+                    return value.lstrip("#")[:MAX_SLOT_CHARS]
+        if not asked:
+            return None
+        if numeric:
+            token = VALUE_TOKEN.search(text)
+            return token.group(1)[:MAX_SLOT_CHARS] if token else None
+        stripped = text.strip().strip(".!?'\"")
+        if stripped and len(stripped.split()) <= 6:
+            return stripped[:MAX_SLOT_CHARS]
+        return None
+
+    # ------------------------------------------------------------------ storage
+
+    def _log(self, session_id: str, text: str, decision: _Decision, latency_ms: float) -> tuple[int, int]:
+        """Write the user and bot messages (creating the session on its first message); returns their ids."""
+        stored = text if len(text) <= 10 * self.max_input_chars else text[: 10 * self.max_input_chars]
+        with session_scope(self.db_url) as session:
+            insert_ignoring_conflicts(session, ChatSession, [{"id": session_id}], ["id"])
+            if decision.handoff:
+                session.get(ChatSession, session_id).handoff_requested = True
+            user = ChatMessage(session_id=session_id, role="user", text=stored,
+                               intent=decision.candidates[0][0] if decision.candidates else None,
+                               confidence=decision.candidates[0][1] if decision.candidates else None)
+            session.add(user)
+            session.flush()
+            bot = ChatMessage(session_id=session_id, role="bot", text=decision.text, intent=decision.intent,
+                              confidence=decision.confidence,
+                              retrieved_ids=[decision.kb_entry] if decision.kb_entry else [],
+                              latency_ms=round(latency_ms, 3))
+            session.add(bot)
+            session.flush()
+            return user.id, bot.id

@@ -1,0 +1,376 @@
+"""Batch recommendations: score every item for every user with the two-tower model, blend in popularity and
+freshness, write the top K per user under a new `recommendation_runs` row.
+
+A run is atomic for readers: its row is created as ``running`` (so a long run is visible), all its
+recommendations and the switch to ``complete`` are written in one transaction at the end, and any error marks
+it ``failed`` with no rows. Readers (`latest_recommendations`) always use the newest complete run, so a failed
+or half-done run never replaces the previous complete one.
+
+Final score per (user, item) = w_model * z(model score) + w_pop * popularity + w_fresh * freshness, where
+z() standardises a user's model scores over the catalog, popularity = log(1 + users with a positive) / max,
+freshness = 0.5 ** (item age / half-life). `components` stores the three weighted terms (they sum to the score).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from rich.table import Table
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from nlp_suite.data.catalog import MIN_RATING, POSITIVE_EVENTS, item_text, positive_sequences
+from nlp_suite.storage.base import utcnow
+from nlp_suite.storage.models import Interaction, Item, ModelVersion, Recommendation, RecommendationRun, User
+from nlp_suite.storage.session import session_scope
+from nlp_suite.tasks.recommend import encode_items, encode_users
+from nlp_suite.training.checkpoint import LoadedModel
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WEIGHTS: dict[str, float] = {"model": 1.0, "popularity": 0.3, "freshness": 0.1}
+DEFAULT_HALF_LIFE_DAYS = 30.0
+USER_CHUNK = 512  # users scored per matrix product
+INSERT_CHUNK = 1000  # recommendation rows per INSERT
+
+
+@dataclass(frozen=True)
+class RecommendSummary:
+    """What one batch run wrote."""
+
+    users: int
+    items: int
+    rows: int
+    seconds: float
+    run_id: int
+
+    def as_table(self) -> Table:
+        """Two-column rich table for the CLI."""
+        table = Table(title=f"Recommendation run {self.run_id}")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        table.add_row("users", f"{self.users:,}")
+        table.add_row("items", f"{self.items:,}")
+        table.add_row("recommendations written", f"{self.rows:,}")
+        table.add_row("seconds", f"{self.seconds:.2f}")
+        table.add_row("users/second", f"{self.users / self.seconds:,.1f}" if self.seconds > 0 else "-")
+        return table
+
+
+class ItemVectorCache:
+    """In-memory item vectors of one loaded model, keyed by a hash of the item text.
+
+    Lives for one run (or one caller that passes it to several calls), so unchanged items are encoded once.
+    Future work: a persistent cache (e.g. a table keyed by model version and text hash) so a nightly run only
+    encodes new or changed items.
+    """
+
+    def __init__(self, loaded: LoadedModel):
+        self.loaded = loaded
+        self._vectors: dict[str, torch.Tensor] = {}
+
+    @staticmethod
+    def key(text: str) -> str:
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+    def vectors(self, texts: Sequence[str]) -> torch.Tensor:
+        """(N, D) vectors of `texts`, encoding only those not cached yet."""
+        keys = [self.key(text) for text in texts]
+        missing = {k: text for k, text in zip(keys, texts) if k not in self._vectors}
+        if missing:
+            fresh = encode_items(self.loaded.model, self.loaded.tokenizer, list(missing.values()),
+                                 self.loaded.max_len).cpu()
+            self._vectors.update(zip(missing, fresh))
+        if not keys:
+            return torch.zeros(0, self.loaded.model.dim)
+        return torch.stack([self._vectors[k] for k in keys])
+
+    def __len__(self) -> int:
+        return len(self._vectors)
+
+
+@dataclass
+class Snapshot:
+    """Items, users and their interactions as read from SQL for one run."""
+
+    item_ids: list[int]
+    item_external_ids: list[str]
+    texts: list[str]
+    categories: list[str | None]
+    created_at: list[datetime]
+    user_ids: list[int]
+    user_external_ids: list[str]
+    histories: list[list[int]]  # per user: item indexes of the last `history` positives, oldest first
+    seen: list[np.ndarray]  # per user: item indexes of every interaction (any event)
+    positive_users: np.ndarray  # per item: distinct users with a positive interaction
+    index: dict[int, int] = field(default_factory=dict)  # item id -> index
+
+
+def _task_setting(loaded: LoadedModel, name: str, default: Any) -> Any:
+    return getattr(loaded.task, name, default)
+
+
+def read_snapshot(session: Session, history: int, positive_events: Sequence[str] = POSITIVE_EVENTS,
+                  min_rating: float = MIN_RATING) -> Snapshot:
+    """Everything a run needs, read in one session (ids ordered, so runs are deterministic)."""
+    items = session.execute(select(Item.id, Item.external_id, Item.title, Item.description, Item.tags,
+                                   Item.category, Item.created_at).order_by(Item.id)).all()
+    users = session.execute(select(User.id, User.external_id).order_by(User.id)).all()
+    frame = pd.DataFrame(session.execute(
+        select(Interaction.user_id, Interaction.item_id, Interaction.event, Interaction.value,
+               Interaction.occurred_at).order_by(Interaction.user_id, Interaction.occurred_at, Interaction.id)
+    ).all(), columns=["user_id", "item_id", "event", "value", "occurred_at"])
+    index = {row.id: i for i, row in enumerate(items)}
+    sequences = positive_sequences(frame, positive_events, min_rating)
+    seen_by_user = ({user: np.array(sorted({index[i] for i in group}), dtype=np.int64)
+                     for user, group in frame.groupby("user_id")["item_id"]} if len(frame) else {})
+    positive_users = np.zeros(len(items), dtype=np.float64)
+    for sequence in sequences.values():
+        for item in sequence:
+            positive_users[index[item]] += 1
+    empty = np.zeros(0, dtype=np.int64)
+    return Snapshot(
+        item_ids=[row.id for row in items], item_external_ids=[row.external_id for row in items],
+        texts=[item_text(row.title, row.tags, row.description) for row in items],
+        categories=[row.category for row in items], created_at=[row.created_at for row in items],
+        user_ids=[row.id for row in users], user_external_ids=[row.external_id for row in users],
+        histories=[[index[i] for i in sequences.get(row.id, [])[-history:]] for row in users],
+        seen=[seen_by_user.get(row.id, empty) for row in users],
+        positive_users=positive_users, index=index)
+
+
+def popularity(positive_users: np.ndarray) -> np.ndarray:
+    """log(1 + count) scaled to [0, 1] by the most popular item (all zeros when nothing was liked)."""
+    logged = np.log1p(np.asarray(positive_users, dtype=np.float64))
+    top = logged.max() if logged.size else 0.0
+    return logged / top if top > 0 else np.zeros_like(logged)
+
+
+def freshness(created_at: Sequence[datetime], now: datetime, half_life_days: float = DEFAULT_HALF_LIFE_DAYS
+              ) -> np.ndarray:
+    """0.5 ** (age in days / half-life): 1 for a brand-new item, 0.5 at one half-life (future dates count as new)."""
+    if half_life_days <= 0:
+        raise ValueError(f"half_life_days must be > 0, got {half_life_days}")
+    ages = np.array([max((now - created).total_seconds(), 0.0) / 86400 for created in created_at], dtype=np.float64)
+    return np.power(0.5, ages / half_life_days)
+
+
+def resolve_weights(weights: Mapping[str, float] | None) -> dict[str, float]:
+    """DEFAULT_WEIGHTS overridden by `weights` (e.g. conf `recommend.weights`); unknown keys are an error."""
+    given = dict(weights or {})
+    unknown = sorted(set(given) - set(DEFAULT_WEIGHTS))
+    if unknown:
+        raise ValueError(f"unknown recommendation weights {unknown}; expected keys {sorted(DEFAULT_WEIGHTS)}")
+    merged = {**DEFAULT_WEIGHTS, **{k: float(v) for k, v in given.items()}}
+    if not all(math.isfinite(v) for v in merged.values()):
+        raise ValueError(f"recommendation weights must be finite numbers, got {merged}")
+    return merged
+
+
+def standardise(scores: np.ndarray) -> np.ndarray:
+    """Per-row z-scores (rows with no spread become 0)."""
+    mean = scores.mean(axis=1, keepdims=True)
+    std = scores.std(axis=1, keepdims=True)
+    return (scores - mean) / np.where(std > 1e-12, std, 1.0)
+
+
+def pick_top(final: np.ndarray, exclude: np.ndarray, categories: Sequence[str | None], top_k: int,
+             category_cap: int | None = None) -> list[int]:
+    """Indexes of the `top_k` best items of one user, skipping `exclude`, at most `category_cap` per category.
+
+    Ties keep catalog order (stable sort), so the same inputs always give the same list.
+    """
+    scores = final.copy()
+    scores[exclude] = -np.inf
+    available = int(np.isfinite(scores).sum())
+    if category_cap is None:
+        count = min(top_k, available)
+        if count == 0:
+            return []
+        order = np.argsort(-scores, kind="stable")
+        return order[:count].tolist()
+    chosen: list[int] = []
+    per_category: dict[str | None, int] = {}
+    for index in np.argsort(-scores, kind="stable")[:available]:
+        category = categories[index]
+        if category is not None and per_category.get(category, 0) >= category_cap:
+            continue
+        per_category[category] = per_category.get(category, 0) + 1
+        chosen.append(int(index))
+        if len(chosen) == top_k:
+            break
+    return chosen
+
+
+def user_vectors(loaded: LoadedModel, item_vectors: torch.Tensor, histories: Sequence[Sequence[int]]) -> torch.Tensor:
+    """(U, D) user vectors on CPU from item-index histories (empty history: the cold-user vector)."""
+    return encode_users(loaded.model, [item_vectors[list(h)] for h in histories]).cpu()
+
+
+def _insert_rows(session: Session, rows: list[dict[str, Any]]) -> None:
+    """INSERT the run's recommendation rows in chunks (same transaction as the status switch)."""
+    for start in range(0, len(rows), INSERT_CHUNK):
+        session.execute(insert(Recommendation), rows[start:start + INSERT_CHUNK])
+
+
+def _finish(url: str, run_id: int, status: str) -> None:
+    with session_scope(url) as session:
+        session.execute(update(RecommendationRun).where(RecommendationRun.id == run_id)
+                        .values(status=status, finished_at=utcnow()))
+
+
+def recommend_all(url: str, loaded_model: LoadedModel, model_version_id: int | None, *, top_k: int = 10,
+                  history: int = 10, weights: Mapping[str, float] | None = None, category_cap: int | None = None,
+                  half_life_days: float = DEFAULT_HALF_LIFE_DAYS, now: datetime | None = None,
+                  cache: ItemVectorCache | None = None) -> RecommendSummary:
+    """Top `top_k` unseen items for every user, written as one new complete run (see module doc).
+
+    `weights`: {model, popularity, freshness} (missing keys take DEFAULT_WEIGHTS; pass conf
+    `recommend.weights`). `history`: recent positives fed to the user tower. `category_cap`: at most this many
+    items of one category per user. `now`: the reference time for freshness (default: current UTC time).
+    """
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    if category_cap is not None and category_cap < 1:
+        raise ValueError(f"category_cap must be >= 1 or None, got {category_cap}")
+    blend = resolve_weights(weights)
+    started = time.perf_counter()
+    now = now or utcnow()
+    with session_scope(url) as session:
+        if model_version_id is not None and session.get(ModelVersion, model_version_id) is None:
+            raise ValueError(f"model version {model_version_id} does not exist")
+        run = RecommendationRun(model_version_id=model_version_id, status="running", started_at=utcnow())
+        session.add(run)
+        session.flush()
+        run_id = run.id
+    try:
+        with session_scope(url) as session:
+            snapshot = read_snapshot(session, history, _task_setting(loaded_model, "positive_events", POSITIVE_EVENTS),
+                                     _task_setting(loaded_model, "min_rating", MIN_RATING))
+        cache = cache or ItemVectorCache(loaded_model)
+        vectors = cache.vectors(snapshot.texts)  # (N, D) on CPU
+        pop = popularity(snapshot.positive_users)
+        fresh = freshness(snapshot.created_at, now, half_life_days)
+        rows: list[dict[str, Any]] = []
+        for start in range(0, len(snapshot.user_ids), USER_CHUNK):
+            stop = min(start + USER_CHUNK, len(snapshot.user_ids))
+            users = user_vectors(loaded_model, vectors, snapshot.histories[start:stop])
+            model_z = standardise((users @ vectors.T).double().numpy()) if len(vectors) else np.zeros((stop - start, 0))
+            final = blend["model"] * model_z + blend["popularity"] * pop + blend["freshness"] * fresh
+            for row in range(stop - start):
+                user = start + row
+                for rank, index in enumerate(pick_top(final[row], snapshot.seen[user], snapshot.categories, top_k,
+                                                      category_cap), start=1):
+                    components = {"model": float(blend["model"] * model_z[row, index]),
+                                  "popularity": float(blend["popularity"] * pop[index]),
+                                  "freshness": float(blend["freshness"] * fresh[index])}
+                    rows.append({"run_id": run_id, "user_id": snapshot.user_ids[user],
+                                 "item_id": snapshot.item_ids[index], "rank": rank,
+                                 "score": float(final[row, index]), "components": components})
+        with session_scope(url) as session:  # rows and the switch to complete: one transaction
+            _insert_rows(session, rows)
+            session.execute(update(RecommendationRun).where(RecommendationRun.id == run_id)
+                            .values(status="complete", finished_at=utcnow()))
+    except BaseException:
+        log.exception("recommendation run %d failed; readers keep the previous complete run", run_id)
+        _finish(url, run_id, "failed")
+        raise
+    summary = RecommendSummary(users=len(snapshot.user_ids), items=len(snapshot.item_ids), rows=len(rows),
+                               seconds=time.perf_counter() - started, run_id=run_id)
+    log.info("recommendation run %d: %d rows for %d users over %d items in %.2fs", run_id, summary.rows,
+             summary.users, summary.items, summary.seconds)
+    return summary
+
+
+def latest_run_id(session: Session) -> int | None:
+    """The newest complete run (by finish time, then id), or None."""
+    return session.scalar(select(RecommendationRun.id).where(RecommendationRun.status == "complete")
+                          .order_by(RecommendationRun.finished_at.desc(), RecommendationRun.id.desc()).limit(1))
+
+
+def latest_recommendations(url: str, user_external_id: str) -> list[dict[str, Any]]:
+    """The user's recommendations of the newest complete run, best first ([] for unknown users or no run).
+
+    Each dict: rank, item_id (external), title, category, score, components, run_id, model_version_id.
+    """
+    with session_scope(url) as session:
+        run_id = latest_run_id(session)
+        if run_id is None:
+            return []
+        run = session.get(RecommendationRun, run_id)
+        rows = session.execute(
+            select(Recommendation.rank, Recommendation.score, Recommendation.components, Item.external_id,
+                   Item.title, Item.category)
+            .join(Item, Item.id == Recommendation.item_id).join(User, User.id == Recommendation.user_id)
+            .where(Recommendation.run_id == run_id, User.external_id == user_external_id)
+            .order_by(Recommendation.rank)).all()
+        return [{"rank": row.rank, "item_id": row.external_id, "title": row.title, "category": row.category,
+                 "score": row.score, "components": dict(row.components or {}), "run_id": run_id,
+                 "model_version_id": run.model_version_id} for row in rows]
+
+
+def users_for_new_item(url: str, loaded_model: LoadedModel, text: str, top_n: int = 10, *, history: int = 10,
+                       cache: ItemVectorCache | None = None) -> list[dict[str, Any]]:
+    """Cold start: the users a new item (known only by its text) would reach, best first.
+
+    For each user the new item's model score is placed within that user's scores over the current catalog:
+    `z` (standardised score, used for ordering) and `would_rank` (1 + unseen catalog items scoring higher).
+    Each dict: user_id (external), score, z, would_rank, history (positives the user vector was built from).
+    """
+    if not text or not text.strip():
+        raise ValueError("the new item needs a non-empty text")
+    with session_scope(url) as session:
+        snapshot = read_snapshot(session, history, _task_setting(loaded_model, "positive_events", POSITIVE_EVENTS),
+                                 _task_setting(loaded_model, "min_rating", MIN_RATING))
+    if not snapshot.user_ids:
+        return []
+    cache = cache or ItemVectorCache(loaded_model)
+    catalog = cache.vectors(snapshot.texts)
+    new = encode_items(loaded_model.model, loaded_model.tokenizer, [text], loaded_model.max_len).cpu()[0]
+    users = user_vectors(loaded_model, catalog, snapshot.histories)
+    new_scores = (users @ new).double().numpy()
+    if len(catalog):
+        catalog_scores = (users @ catalog.T).double().numpy()
+        mean, std = catalog_scores.mean(axis=1), catalog_scores.std(axis=1)
+        z = (new_scores - mean) / np.where(std > 1e-12, std, 1.0)
+        higher = catalog_scores > new_scores[:, None]
+        for user, seen in enumerate(snapshot.seen):
+            higher[user, seen] = False
+        would_rank = higher.sum(axis=1) + 1
+    else:
+        z, would_rank = np.zeros_like(new_scores), np.ones(len(new_scores), dtype=np.int64)
+    order = np.argsort(-z, kind="stable")[:top_n]
+    return [{"user_id": snapshot.user_external_ids[u], "score": float(new_scores[u]), "z": float(z[u]),
+             "would_rank": int(would_rank[u]), "history": len(snapshot.histories[u])} for u in order]
+
+
+def prune_runs(url: str, keep: int = 3) -> int:
+    """Delete all but the newest `keep` complete runs (and every failed run older than them); returns runs deleted.
+
+    Running runs are left alone. Recommendations go with their run (ON DELETE CASCADE, and deleted explicitly
+    for backends that do not enforce it).
+    """
+    if keep < 1:
+        raise ValueError(f"keep must be >= 1, got {keep}")
+    with session_scope(url) as session:
+        kept = list(session.scalars(select(RecommendationRun.id).where(RecommendationRun.status == "complete")
+                                    .order_by(RecommendationRun.finished_at.desc(), RecommendationRun.id.desc())
+                                    .limit(keep)))
+        if not kept:
+            return 0
+        oldest_kept = min(kept)
+        doomed = list(session.scalars(select(RecommendationRun.id).where(
+            RecommendationRun.id < oldest_kept, RecommendationRun.status.in_(("complete", "failed")))))
+        if doomed:
+            session.execute(Recommendation.__table__.delete().where(Recommendation.run_id.in_(doomed)))
+            session.execute(RecommendationRun.__table__.delete().where(RecommendationRun.id.in_(doomed)))
+        return len(doomed)
