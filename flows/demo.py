@@ -25,7 +25,7 @@ def demo(overrides: list[str] | None = None) -> list[dict]:
     stages += [(f"train {t}", lambda t=t: train(overrides + [f"task={t}"]), describe_train) for t in TASKS]
     stages += [("score", lambda: score(overrides), lambda r: f"{r['documents']} documents, "
                                                               f"{r['docs_per_second']:.0f} docs/s"),
-               ("alerts", lambda: alerts(overrides), lambda r: f"{r['alerts_created']} new alerts, "
+               ("alerts", lambda: alerts(overrides), lambda r: f"{r['alerts_created']} new alert(s), "
                                                                f"{r['buckets_checked']} buckets checked"),
                ("recommend", lambda: recommend(overrides), lambda r: f"{r['rows']} rows for {r['users']} users")]
     rows = []
@@ -38,7 +38,7 @@ def demo(overrides: list[str] | None = None) -> list[dict]:
         table.add_column(column, justify="right" if column == "seconds" else "left")
     for row in rows:
         table.add_row(row["stage"], f"{row['seconds']:.1f}", row["result"])
-    Console().print(table)
+    Console(width=max(Console().width, 120)).print(table)
     markdown = "| stage | seconds | result |\n|---|---:|---|\n" + "\n".join(
         f"| {r['stage']} | {r['seconds']} | {r['result']} |" for r in rows)
     create_markdown_artifact(key="demo-summary", markdown=markdown, description="Demo pipeline summary")

@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("alembic.runtime.plugins", "matplotlib", "httpx"):
+    for noisy in ("alembic", "matplotlib", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     apply_defaults()
     if args.command == "models" and args.action in ("show", "promote") and args.id is None:

@@ -22,3 +22,5 @@ def apply_defaults(var_dir: str | os.PathLike | None = None) -> None:
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
+    # Prefect's temporary server cannot create its SQLite file in a folder that does not exist.
+    Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
