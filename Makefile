@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 90
 
-.PHONY: venv demo test serve bench clean help
+.PHONY: venv demo test lint serve bench clean help
 
 help:
 	@echo "make demo            create .venv, migrate, run ingest -> train -> score -> alerts -> recommend, serve the app"
@@ -42,7 +42,11 @@ demo: venv
 serve: venv
 	$(BIN)/nlp-suite serve
 
-test: venv
+lint: venv
+	@echo "==> ruff (unused imports, undefined names)"
+	$(BIN)/ruff check nlp_suite flows tests bench
+
+test: venv lint
 	@echo "==> running the test suite"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

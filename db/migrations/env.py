@@ -1,6 +1,6 @@
 """Alembic environment: metadata from nlp_suite's ORM, URL passed in by nlp_suite.storage.migrate."""
 from alembic import context
-from sqlalchemy import pool
+from sqlalchemy import inspect, pool
 
 from nlp_suite.storage.models import Base
 from nlp_suite.storage.session import get_engine
@@ -28,8 +28,24 @@ def run_migrations_online() -> None:
         _run(connection)
 
 
+def _skip_views(connection):
+    """include_name hook: autogenerate ignores SQL views (the dashboard views are not ORM tables)."""
+    views: dict[str | None, set[str]] = {}  # per schema, read on first use (autogenerate only)
+
+    def include_name(name, type_, parent_names) -> bool:
+        if type_ != "table":
+            return True
+        schema = parent_names.get("schema_name")
+        if schema not in views:
+            views[schema] = set(inspect(connection).get_view_names(schema=schema))
+        return name not in views[schema]
+
+    return include_name
+
+
 def _run(connection) -> None:
-    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True,
+                      include_name=_skip_views(connection))
     with context.begin_transaction():
         context.run_migrations()
 

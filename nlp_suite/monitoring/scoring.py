@@ -12,7 +12,8 @@ from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
-from nlp_suite.storage.models import Document, ModelVersion, SentimentScore
+from nlp_suite.storage.base import utcnow
+from nlp_suite.storage.models import Document, ModelVersion, ScoringRun, SentimentScore
 from nlp_suite.storage.session import insert_ignoring_conflicts, session_factory
 
 logger = logging.getLogger(__name__)
@@ -99,11 +100,37 @@ def score_unscored(
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     factory = session_factory(url)
-    with factory() as session:
+    with factory.begin() as session:
         if session.get(ModelVersion, model_version_id) is None:
             raise ValueError(f"model version {model_version_id} does not exist")
         total = count_unscored(session, model_version_id) if progress else None
+        run = ScoringRun(model_version_id=model_version_id, status="running")
+        session.add(run)
+        session.flush()
+        run_id = run.id
+    try:
+        summary = _score_chunks(factory, model_version_id, predictor, chunk_size, total, progress)
+    except BaseException:
+        _finish_run(factory, run_id, "failed")
+        raise
+    _finish_run(factory, run_id, "complete", summary)
+    logger.info("scored %d documents in %d chunks (%.1f docs/s)", summary.documents, summary.chunks,
+                summary.docs_per_second)
+    return summary
 
+
+def _finish_run(factory, run_id: int, status: str, summary: ScoringSummary | None = None) -> None:
+    """Close the `scoring_runs` row with its outcome and statistics."""
+    with factory.begin() as session:
+        run = session.get(ScoringRun, run_id)
+        run.status, run.finished_at = status, utcnow()
+        if summary is not None:
+            run.documents, run.seconds, run.docs_per_second = summary.documents, summary.seconds, summary.docs_per_second
+
+
+def _score_chunks(factory, model_version_id: int, predictor: Predictor, chunk_size: int, total: int | None,
+                  progress: bool) -> ScoringSummary:
+    """The keyset-paginated scoring loop: read a chunk, predict, insert, commit."""
     started = time.perf_counter()
     scored = chunks = 0
     last_id = 0  # keyset cursor: a chunk whose inserts all conflict (another worker) still moves us forward
@@ -134,6 +161,4 @@ def score_unscored(
             bar.update(len(ids))
             logger.info("chunk %d: scored %d/%d documents up to id %d", chunks, inserted, len(ids), last_id)
 
-    summary = ScoringSummary.of(scored, chunks, time.perf_counter() - started)
-    logger.info("scored %d documents in %d chunks (%.1f docs/s)", scored, chunks, summary.docs_per_second)
-    return summary
+    return ScoringSummary.of(scored, chunks, time.perf_counter() - started)

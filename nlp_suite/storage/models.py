@@ -208,3 +208,21 @@ class Recommendation(Base):
     rank: Mapped[int] = mapped_column(Integer)
     score: Mapped[float] = mapped_column(Float)
     components: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
+
+
+SCORING_RUN_STATUSES = ("running", "complete", "failed")
+
+
+class ScoringRun(Base):
+    """One batch-scoring pass of a sentiment model: how many documents, how fast, and how it ended."""
+
+    __tablename__ = "scoring_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
+    documents: Mapped[int] = mapped_column(Integer, default=0)  # newly scored documents
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    docs_per_second: Mapped[float] = mapped_column(Float, default=0.0)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[Optional[datetime]]
+    status: Mapped[str] = mapped_column(String(16), default="running")  # one of SCORING_RUN_STATUSES

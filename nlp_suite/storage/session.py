@@ -44,16 +44,22 @@ def session_scope(url: str) -> Iterator[Session]:
 
 
 def insert_ignoring_conflicts(
-    session: Session, model: type, rows: Sequence[dict[str, Any]], conflict_columns: Sequence[str]
+    session: Session, model: type, rows: Sequence[dict[str, Any]], conflict_columns: Sequence[str],
+    chunk_size: int = 5000,
 ) -> int:
-    """INSERT rows, silently skipping those that hit the unique key; returns how many were inserted."""
+    """INSERT rows, skipping those that hit the unique key; returns how many were inserted.
+
+    One cached `INSERT ... ON CONFLICT DO NOTHING RETURNING id` run as executemany per chunk: it compiles once
+    (a literal multi-row VALUES statement recompiles per call, ~14 s for 100k rows) and RETURNING counts
+    exactly on SQLite and PostgreSQL (psycopg reports rowcount -1 for executemany).
+    """
     if not rows:
         return 0
     dialect = session.get_bind().dialect.name
     insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}.get(dialect)
     if insert is None:
         raise NotImplementedError(f"upserts are implemented for sqlite and postgresql, not {dialect!r}")
-    statement = insert(model).values(list(rows)).on_conflict_do_nothing(index_elements=list(conflict_columns))
-    # psycopg 3 reports rowcount -1 for INSERT ... ON CONFLICT unless asked to keep it.
-    result = session.execute(statement, execution_options={"preserve_rowcount": True})
-    return max(result.rowcount, 0)
+    table = model.__table__
+    statement = insert(table).on_conflict_do_nothing(index_elements=list(conflict_columns)).returning(table.c.id)
+    rows = list(rows)
+    return sum(len(session.execute(statement, rows[i:i + chunk_size]).all()) for i in range(0, len(rows), chunk_size))

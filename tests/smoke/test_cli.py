@@ -33,7 +33,9 @@ def test_db_commands_and_console_script(tmp_path):
     upgraded = subprocess.run([script, "db", "upgrade"], env=env, capture_output=True, text=True, timeout=120)
     assert upgraded.returncode == 0, upgraded.stderr
     current = subprocess.run([script, "db", "current"], env=env, capture_output=True, text=True, timeout=120)
-    assert "at 0001" in current.stdout
+    from nlp_suite.storage.migrate import head
+
+    assert f"at {head()} (head {head()})" in current.stdout
     assert (tmp_path / "nlp_suite.db").exists()
 
 

@@ -172,3 +172,31 @@ def test_progress_and_summary_table(db, capsys):
     text = console.export_text()
     assert "documents scored" in text and "50" in text
     assert ScoringSummary.of(0, 0, 0.0).docs_per_second == 0.0
+
+
+def test_each_run_is_recorded_in_scoring_runs_including_failures(tmp_path):
+    from nlp_suite.storage.models import ScoringRun
+
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    migrate.upgrade(url)
+    with session_scope(url) as session:
+        version = ModelVersion(name="m-runs", task="sentiment", path="x", sha256="0" * 64, metrics={})
+        session.add(version)
+        session.add_all(Document(source="s", external_id=str(i), text=f"text {i}", content_hash=str(i))
+                        for i in range(5))
+        session.flush()
+        version_id = version.id
+
+    class Failing:
+        labels = ["negative", "neutral", "positive"]
+
+        def predict_proba(self, texts):
+            raise RuntimeError("model crashed")
+
+    with pytest.raises(RuntimeError):
+        score_unscored(url, version_id, Failing(), chunk_size=2)
+    summary = score_unscored(url, version_id, KeywordPredictor(), chunk_size=2)
+    with session_scope(url) as session:
+        runs = session.scalars(select(ScoringRun).order_by(ScoringRun.id)).all()
+        assert [(r.status, r.documents) for r in runs] == [("failed", 0), ("complete", 5)]
+        assert runs[1].finished_at is not None and runs[1].docs_per_second == summary.docs_per_second
