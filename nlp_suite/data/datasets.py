@@ -471,3 +471,21 @@ def load_dataset(name: str, root: str | Path) -> LabelledDataset:
             raise FileNotFoundError(f"dataset {key!r}: file not found: {path} (root {root} comes from the config "
                                     f"key {CONFIG_KEY}, env NLP_SUITE_SHARED_DATA)")
     return entry.reader(location, name=key)
+
+
+def benchmark_splits(name: str, root: str | Path, seed: int = 0, val_fraction: float = 0.1) -> LabelledDataset:
+    """train/val/test of a dataset by our benchmark protocol; validation always comes out of train.
+
+    Pools with one split (Financial PhraseBank, Bitext) follow `stratified_protocol` (80/20, then 10 % of train).
+    Datasets with an official held-out split use it as test (Twitter `valid`, Banking77 `test`, CLINC150 `test`
+    when present, else `val`, since the shared copy withholds test), minus any text also in train.
+    """
+    dataset = load_dataset(name, root)
+    if len(dataset.splits) == 1:
+        return stratified_protocol(dataset, seed=seed, val_fraction=val_fraction, name=dataset.name)
+    held_out = next(key for key in ("test", "valid", "val") if key in dataset.splits)
+    train, dedup = dedupe(dataset["train"])
+    test, across = dedupe_across(train, dataset[held_out])
+    train, val = _stratified(train, val_fraction, seed, "validation")
+    return LabelledDataset(dataset.name, {"train": train, "val": val, "test": test},
+                           {"dedup": dedup, f"train&{held_out}": across})

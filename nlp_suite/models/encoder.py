@@ -1,29 +1,77 @@
-"""The shared encoder: token embedding + (bi)LSTM over packed sequences. Stateless: no state kept across batches."""
+"""The shared encoder: token embedding + forward and backward LSTM/GRU stacks over packed sequences.
+
+Stateless (a fresh zero state every call). Bidirectional means two separate stacks, ELMo-style, rather than
+nn.LSTM(bidirectional=True): with stacked fused layers the forward direction of layer 2 would read the
+backward states of layer 1, i.e. the future, which rules out language-model pretraining of both directions.
+AWD-LSTM regularisation: DropConnect on hidden-to-hidden weights, embedding (whole-word) dropout and
+variational (locked) dropout on inputs and outputs.
+"""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 
 @dataclass
 class EncoderConfig:
-    """Shape of the shared encoder; saved with every checkpoint."""
+    """Shape and regularisation of the shared encoder; saved with every checkpoint."""
 
     vocab_size: int  # rows of the embedding table (tokenizer vocabulary)
     embed_dim: int = 64  # token embedding width
     hidden_dim: int = 64  # recurrent hidden size per direction
-    num_layers: int = 1  # stacked recurrent layers
-    bidirectional: bool = True  # also read right-to-left
-    dropout: float = 0.1  # dropout on embeddings, between layers and on outputs
+    num_layers: int = 1  # stacked recurrent layers per direction
+    bidirectional: bool = True  # add a right-to-left stack; outputs are [forward, backward]
+    dropout: float = 0.1  # variational dropout on embeddings, between layers and on outputs
+    embed_dropout: float = 0.0  # drop whole word types from the embedding (AWD-LSTM)
+    weight_dropout: float = 0.0  # DropConnect on hidden-to-hidden weights (AWD-LSTM)
     rnn: str = "lstm"  # lstm | gru
     pad_id: int = 0  # padding token id (embedding row kept at zero)
 
     def to_dict(self) -> dict:
         """Plain dict for JSON."""
         return asdict(self)
+
+
+def locked_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Dropout with one mask per sequence, shared over time: (B, T, D) -> (B, T, D)."""
+    if not training or p == 0:
+        return x
+    mask = x.new_empty(x.size(0), 1, x.size(2)).bernoulli_(1 - p) / (1 - p)
+    return x * mask
+
+
+def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverse each sequence within its length; padding stays in place. (B, T, ...) -> (B, T, ...)."""
+    steps = torch.arange(x.size(1), device=x.device)[None, :]  # (1, T)
+    index = lengths.to(x.device)[:, None] - 1 - steps  # (B, T)
+    index = torch.where(index >= 0, index, steps)
+    return x.gather(1, index.view(*index.shape, *([1] * (x.dim() - 2))).expand_as(x))
+
+
+class DropConnectRNN(nn.Module):
+    """An nn.LSTM/GRU whose hidden-to-hidden weights are dropped (DropConnect) on every training forward."""
+
+    def __init__(self, rnn: nn.RNNBase, p: float):
+        super().__init__()
+        self.rnn = rnn
+        self.p = p
+        self.names = [name for name, _ in rnn.named_parameters() if name.startswith("weight_hh")]
+        for name in self.names:
+            weight = getattr(rnn, name)
+            del rnn._parameters[name]  # the raw weight below is the trainable one
+            self.register_parameter(f"{name}_raw", nn.Parameter(weight.data))
+            setattr(rnn, name, weight.data.clone())
+
+    def forward(self, packed):
+        for name in self.names:
+            raw = getattr(self, f"{name}_raw")
+            dropped = F.dropout(raw, self.p, self.training) if self.training and self.p > 0 else raw.view_as(raw)
+            setattr(self.rnn, name, dropped)  # a plain tensor (not a Parameter), so it stays out of state_dict
+        return self.rnn(packed)
 
 
 class Encoder(nn.Module):
@@ -35,22 +83,41 @@ class Encoder(nn.Module):
             raise ValueError(f"EncoderConfig.rnn must be 'lstm' or 'gru', got {config.rnn!r}")
         self.config = config
         self.embedding = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=config.pad_id)
-        rnn_class = nn.LSTM if config.rnn == "lstm" else nn.GRU
-        self.rnn = rnn_class(config.embed_dim, config.hidden_dim, num_layers=config.num_layers, batch_first=True,
-                             bidirectional=config.bidirectional,
-                             dropout=config.dropout if config.num_layers > 1 else 0.0)
-        self.dropout = nn.Dropout(config.dropout)
+        self.forward_rnn = self._stack()
+        self.backward_rnn = self._stack() if config.bidirectional else None
+
+    def _stack(self) -> DropConnectRNN:
+        c = self.config
+        rnn_class = nn.LSTM if c.rnn == "lstm" else nn.GRU
+        rnn = rnn_class(c.embed_dim, c.hidden_dim, num_layers=c.num_layers, batch_first=True,
+                        dropout=c.dropout if c.num_layers > 1 else 0.0)
+        return DropConnectRNN(rnn, c.weight_dropout)
 
     @property
     def output_dim(self) -> int:
         """Width H of each output state."""
         return self.config.hidden_dim * (2 if self.config.bidirectional else 1)
 
-    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        embedded = self.dropout(self.embedding(ids))  # (B, T, E)
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """Token embeddings with whole-word dropout in training: (B, T) -> (B, T, E)."""
+        weight, p = self.embedding.weight, self.config.embed_dropout
+        if self.training and p > 0:
+            keep = weight.new_empty(weight.size(0), 1).bernoulli_(1 - p) / (1 - p)
+            weight = weight * keep
+        return F.embedding(ids, weight, self.config.pad_id)
+
+    @staticmethod
+    def _run(stack: DropConnectRNN, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         # Packing skips padded steps, so results do not depend on how much padding a batch has.
-        packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        packed_out, _ = self.rnn(packed)  # fresh zero state every call: stateless
-        states, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=ids.size(1))  # (B, T, H)
+        packed = pack_padded_sequence(inputs, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, _ = stack(packed)
+        return pad_packed_sequence(out, batch_first=True, total_length=inputs.size(1))[0]
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        embedded = locked_dropout(self.embed(ids), self.config.dropout, self.training)  # (B, T, E)
+        states = self._run(self.forward_rnn, embedded, lengths)  # (B, T, H/dir)
+        if self.backward_rnn is not None:
+            backward = self._run(self.backward_rnn, reverse_padded(embedded, lengths), lengths)
+            states = torch.cat([states, reverse_padded(backward, lengths)], dim=2)  # (B, T, 2H/dir)
         mask = torch.arange(ids.size(1), device=ids.device)[None, :] < lengths.to(ids.device)[:, None]  # (B, T)
-        return self.dropout(states), mask
+        return locked_dropout(states, self.config.dropout, self.training), mask

@@ -5,15 +5,17 @@ import torch
 from torch import nn
 
 from nlp_suite.models.encoder import Encoder
-from nlp_suite.models.pooling import ConcatPooling
+from nlp_suite.models.pooling import build_pooling
 
 
 class PoolingClassifierHead(nn.Module):
-    """Concat pooling -> dropout -> Linear -> ReLU -> dropout -> Linear: (B, T, H) states -> (B, C) logits."""
+    """Pooling -> dropout -> Linear -> ReLU -> dropout -> Linear: (B, T, H) states -> (B, C) logits."""
 
-    def __init__(self, encoder: Encoder, num_classes: int, hidden_dim: int = 64, dropout: float = 0.2):
+    def __init__(self, encoder: Encoder, num_classes: int, hidden_dim: int = 64, dropout: float = 0.2,
+                 pooling: str = "concat"):
         super().__init__()
-        self.pool = ConcatPooling(encoder.config.hidden_dim, encoder.config.bidirectional)
+        self.pool = build_pooling(pooling, encoder.config.hidden_dim, encoder.config.bidirectional,
+                                  encoder.output_dim)
         self.layers = nn.Sequential(
             nn.Dropout(dropout),
             nn.Linear(self.pool.output_dim(encoder.output_dim), hidden_dim),

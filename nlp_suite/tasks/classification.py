@@ -6,6 +6,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, f1_score
+from omegaconf import DictConfig
 from sklearn.model_selection import train_test_split
 from torch import nn
 from torch.nn import functional as F
@@ -30,8 +31,9 @@ class TextClassificationTask(Task):
     monitor = "macro_f1"
 
     def __init__(self, name: str, labels: list[str] | None = None, head_hidden: int = 64, head_dropout: float = 0.2,
-                 **_: Any):
+                 pooling: str = "concat", **_: Any):
         self.name = name
+        self.pooling = pooling  # concat | attention | concat_attention (attention explains predictions)
         self.labels = list(labels) if labels else []  # fixed order from config, or learned from data
         self.head_hidden = head_hidden
         self.head_dropout = head_dropout
@@ -47,6 +49,15 @@ class TextClassificationTask(Task):
         train_texts, val_texts, train_labels, val_labels = stratified_split(texts, labels, val_fraction, seed)
         return {"train": (train_texts, train_labels), "val": (val_texts, val_labels)}
 
+    def dataset_data(self, name: str, cfg: DictConfig) -> dict[str, Any]:
+        """train/val/test of a named real dataset (nlp_suite.data.datasets) from paths.shared_data."""
+        from nlp_suite.data.datasets import benchmark_splits
+
+        dataset = benchmark_splits(name, cfg.paths.shared_data, seed=cfg.seed, val_fraction=cfg.train.val_fraction)
+        if not self.labels:
+            self.labels = list(dataset.labels)
+        return {split: (part.texts, part.labels) for split, part in dataset.splits.items()}
+
     def corpus(self, data: dict[str, Any]) -> list[str]:
         return list(data["train"][0])
 
@@ -59,7 +70,7 @@ class TextClassificationTask(Task):
                                   "targets": torch.tensor([index[label] for label in labels], dtype=torch.long)}
 
     def build_model(self, encoder: Encoder) -> nn.Module:
-        head = PoolingClassifierHead(encoder, len(self.labels), self.head_hidden, self.head_dropout)
+        head = PoolingClassifierHead(encoder, len(self.labels), self.head_hidden, self.head_dropout, self.pooling)
         return EncoderWithHead(encoder, head)
 
     def batches(self, split: str, batch_size: int, shuffle: bool,
@@ -121,6 +132,19 @@ class TextClassifier:
             logits = self.model(padded.to(self.device), batch_lengths.to(self.device))
             out[batch] = torch.softmax(logits.float(), dim=1).cpu().numpy()
         return out
+
+    @torch.no_grad()
+    def explain(self, text: str) -> list[tuple[str, float]]:
+        """(token, attention weight) for one text; empty when the head has no attention pooling."""
+        pool = getattr(getattr(self.model, "head", None), "pool", None)
+        if not hasattr(pool, "last_weights"):  # concat pooling has no per-token weights
+            return []
+        ids = self.tokenizer.encode([text], self.max_len)
+        padded, lengths = pad_batch(ids, self.tokenizer.pad_id)
+        self.model(padded.to(self.device), lengths.to(self.device))
+        weights = pool.last_weights[0, : len(ids[0])].cpu().tolist()
+        tokens = self.tokenizer.tokenizer.id_to_token
+        return [(tokens(i), w) for i, w in zip(ids[0], weights)]
 
     def predict(self, texts: list[str]) -> list[tuple[str, float]]:
         """(label, probability) of the top class per text."""

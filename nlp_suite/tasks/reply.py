@@ -38,6 +38,9 @@ class ReplyTask(TextClassificationTask):
         self.confidence_threshold = confidence_threshold  # below it the chat service does not trust the intent
 
     def load_data(self, cfg: DictConfig) -> dict[str, Any]:
+        """FAQ questions (`data.faq`), or a real intent dataset when `data.intents` names one (e.g. banking77)."""
+        if cfg.data.get("intents"):
+            return self.dataset_data(cfg.data.intents, cfg)
         texts, labels = [], []
         for entry in read_faq(cfg.data.faq):
             texts.extend(entry["questions"])

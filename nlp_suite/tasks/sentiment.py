@@ -11,10 +11,12 @@ from nlp_suite.tasks.classification import TextClassificationTask
 
 
 class SentimentTask(TextClassificationTask):
-    """3-class sentiment head on the shared encoder, trained from a labelled CSV (`data.sentiment`)."""
+    """3-class sentiment head on the shared encoder: `data.sentiment.path` (labelled CSV) or `.dataset` (a real set)."""
 
     def load_data(self, cfg: DictConfig) -> dict[str, Any]:
         spec = cfg.data.sentiment
+        if spec.get("dataset"):
+            return self.dataset_data(spec.dataset, cfg)
         path = resolve(spec.path)
         if not path.exists():
             raise FileNotFoundError(f"sentiment training data not found: {path} (data.sentiment.path)")

@@ -85,6 +85,10 @@ def train(cfg: DictConfig) -> TrainResult:
     log.info("training %s: %d parameters, %d training texts", task.name, parameters, len(corpus))
     result = fit(model, task, fit_config(cfg))
 
+    if "test" in getattr(task, "splits", {}):  # reported only; never used for selection
+        test_metrics = {f"test_{k}": v for k, v in task.evaluate(model, "test").items()}
+        result.best_metrics = {**result.best_metrics, **test_metrics}
+        log.info("%s test: %s", task.name, test_metrics)
     stamp = utcnow().strftime("%Y%m%d-%H%M%S-%f")
     name = f"{task.name}-{stamp}"
     directory = Path(cfg.paths.models) / task.name / name

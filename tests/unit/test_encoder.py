@@ -81,3 +81,49 @@ def test_tokenizer_training_is_reproducible_across_processes():
     digests = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
                for _ in range(3)}
     assert len(digests) == 1
+
+
+def test_reverse_padded_reverses_within_length_only():
+    from nlp_suite.models.encoder import reverse_padded
+
+    x = torch.tensor([[1, 2, 3, 0], [4, 5, 0, 0]])[:, :, None]
+    assert reverse_padded(x, torch.tensor([3, 2]))[:, :, 0].tolist() == [[3, 2, 1, 0], [5, 4, 0, 0]]
+
+
+def test_each_direction_only_sees_its_own_side_even_when_stacked():
+    """Language-model pretraining needs the forward states blind to the future and backward to the past."""
+    torch.manual_seed(0)
+    encoder = Encoder(EncoderConfig(vocab_size=50, embed_dim=8, hidden_dim=6, num_layers=3)).eval()
+    ids, lengths = pad_batch([[5, 6, 7, 8, 9, 10]])
+    changed = ids.clone()
+    changed[0, 4] = 42  # change token 4
+    before, _ = encoder(ids, lengths)
+    after, _ = encoder(changed, lengths)
+    torch.testing.assert_close(before[0, :4, :6], after[0, :4, :6])  # forward states before t=4: unchanged
+    torch.testing.assert_close(before[0, 5:, 6:], after[0, 5:, 6:])  # backward states after t=4: unchanged
+    assert not torch.allclose(before[0, 4:, :6], after[0, 4:, :6])
+
+
+def test_weight_and_embedding_dropout_act_in_training_only():
+    torch.manual_seed(0)
+    encoder = Encoder(EncoderConfig(vocab_size=30, embed_dim=8, hidden_dim=6, dropout=0.0, weight_dropout=0.5,
+                                    embed_dropout=0.3))
+    ids, lengths = pad_batch([[1, 2, 3, 4, 5, 6]])
+    encoder.train()
+    first, second = encoder(ids, lengths)[0], encoder(ids, lengths)[0]
+    assert not torch.allclose(first, second)
+    encoder.eval()
+    torch.testing.assert_close(encoder(ids, lengths)[0], encoder(ids, lengths)[0])
+    raw = [name for name, _ in encoder.named_parameters() if name.endswith("_raw")]
+    assert raw and all("weight_hh" in name for name in raw)
+
+
+def test_attention_pooling_weights_sum_to_one_over_real_tokens():
+    from nlp_suite.models.pooling import build_pooling
+
+    pool = build_pooling("concat_attention", hidden_dim=3, bidirectional=True, states_dim=6)
+    states = torch.randn(2, 4, 6)
+    mask = torch.tensor([[True, True, True, False], [True, False, False, False]])
+    assert pool(states, mask).shape == (2, 24)
+    torch.testing.assert_close(pool.last_weights.sum(1), torch.ones(2))
+    assert pool.last_weights[0, 3] == 0 and pool.last_weights[1, 1:].sum() == 0
