@@ -13,11 +13,15 @@ EPILOG = ("Trailing arguments are Hydra overrides, e.g. `db=postgres`, `train.ep
 
 STAGES = {
     "ingest": ("flows.ingest", "ingest", "Validate and store the configured documents; quarantine bad rows."),
+    "pretrain": ("flows.train", "train", "Pretrain the shared encoder as a language model on unlabelled text "
+                 "(task=lm model=lstm_lm train=pretrain; resumable)."),
     "train": ("flows.train", "train", "Train the configured task (task=sentiment|reply|recommend) and register it."),
     "score": ("flows.score", "score", "Score unscored documents with the active sentiment model."),
     "alerts": ("flows.alerts", "alerts", "Raise negative-spike alerts per watched entity."),
     "recommend": ("flows.recommend", "recommend", "Write top-K recommendations for every user."),
 }
+
+PRESETS = {"pretrain": ["task=lm", "model=lstm_lm", "train=pretrain"]}
 
 
 def _flow(module: str, name: str) -> Callable:
@@ -35,7 +39,8 @@ def _flow(module: str, name: str) -> Callable:
 def run_stage(args: argparse.Namespace) -> int:
     """Run one pipeline flow through Prefect."""
     module, name, _ = STAGES[args.command]
-    _flow(module, name)(args.overrides)
+    defaults = PRESETS.get(args.command, [])
+    _flow(module, name)(defaults + list(args.overrides))  # the user's overrides come last and win
     return 0
 
 

@@ -1,11 +1,18 @@
-"""The generic training loop: any Task, AdamW + one-cycle schedule, clipping, early stopping, progress."""
+"""The generic training loop: any Task, AdamW + one-cycle schedule, clipping, early stopping, progress.
+
+ULMFiT pieces: discriminative learning rates (encoder vs head), gradual unfreezing (encoder frozen for the
+first epochs; -1 keeps it frozen = parameter-efficient mode), and resumable state for long runs.
+"""
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -13,6 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from nlp_suite.tasks.base import Task
+from nlp_suite.training.resume import ResumePoint, clear_resume, load_resume, save_resume
 
 log = logging.getLogger(__name__)
 
@@ -25,18 +33,28 @@ class FitConfig:
     batch_size: int = 32  # examples per step
     lr: float = 3e-3  # peak learning rate of the one-cycle schedule
     encoder_lr_factor: float = 1.0  # encoder lr = lr * factor (discriminative lr; < 1 when fine-tuning)
+    freeze_encoder_epochs: int = 0  # encoder frozen for this many first epochs; -1 = always (adapter/head only)
     weight_decay: float = 0.01  # AdamW decoupled weight decay
     grad_clip: float = 1.0  # max global gradient norm
     patience: int = 3  # epochs without validation improvement before stopping
     device: str = "auto"  # auto | cpu | cuda
     seed: int = 0  # shuffling and initialisation
     progress: bool = True  # tqdm bar
+    resume_dir: str | None = None  # where resumable state is saved; None = no resume
+    checkpoint_every: int = 200  # steps between resume saves
 
     @classmethod
     def from_config(cls, train_cfg: Any, seed: int = 0) -> "FitConfig":
         """Build from a DictConfig/dict, ignoring keys the loop does not use."""
         known = {name: train_cfg[name] for name in cls.__dataclass_fields__ if name in train_cfg}
         return cls(**{"seed": seed, **known})
+
+    def fingerprint(self, task: Task, model: nn.Module) -> str:
+        """Identity of a run, so a resume file from different settings is never picked up."""
+        settings = {k: v for k, v in asdict(self).items() if k not in ("progress", "resume_dir", "device")}
+        shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
+        blob = json.dumps({"settings": settings, "task": task.name, "shapes": shapes}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
 
 
 @dataclass
@@ -48,6 +66,7 @@ class FitResult:
     best_metrics: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
     tokens_per_second: float = 0.0
+    trainable_share: float = 1.0  # share of parameters the optimizer updated at the end
 
 
 def resolve_device(name: str) -> torch.device:
@@ -61,11 +80,20 @@ def parameter_groups(model: nn.Module, lr: float, encoder_lr_factor: float) -> l
     """Encoder and head in separate groups so the encoder can learn more slowly."""
     encoder = getattr(model, "encoder", None)
     encoder_params = {id(p) for p in encoder.parameters()} if encoder is not None else set()
-    head = [p for p in model.parameters() if id(p) not in encoder_params and p.requires_grad]
+    head = [p for p in model.parameters() if id(p) not in encoder_params]
     groups = [{"params": head, "lr": lr}]
     if encoder is not None:
-        groups.append({"params": [p for p in encoder.parameters() if p.requires_grad], "lr": lr * encoder_lr_factor})
+        groups.append({"params": list(encoder.parameters()), "lr": lr * encoder_lr_factor})
     return [group for group in groups if group["params"]]
+
+
+def set_encoder_frozen(model: nn.Module, frozen: bool) -> float:
+    """Freeze or unfreeze the encoder; returns the share of parameters left trainable."""
+    encoder = getattr(model, "encoder", None)
+    if encoder is not None:
+        encoder.requires_grad_(not frozen)
+    total = sum(p.numel() for p in model.parameters())
+    return sum(p.numel() for p in model.parameters() if p.requires_grad) / max(total, 1)
 
 
 def fit(model: nn.Module, task: Task, config: FitConfig) -> FitResult:
@@ -76,26 +104,42 @@ def fit(model: nn.Module, task: Task, config: FitConfig) -> FitResult:
     model.to(device)
     groups = parameter_groups(model, config.lr, config.encoder_lr_factor)
     optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+    steps_per_epoch = sum(1 for _ in task.batches("train", config.batch_size, shuffle=False))
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(  # warm up, then anneal: ULMFiT's slanted triangle, smoothed
+        optimizer, max_lr=[g["lr"] for g in groups], total_steps=config.epochs * steps_per_epoch + 1,
+        pct_start=0.25, anneal_strategy="cos")
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    result, best_state, best_score, stale = FitResult(), None, -math.inf, 0
-    scheduler, start = None, time.perf_counter()
-    tokens = 0
-    for epoch in range(1, config.epochs + 1):
-        batches = list(task.batches("train", config.batch_size, shuffle=True, generator=generator))
-        if scheduler is None:  # one-cycle: warm up, then anneal (ULMFiT's slanted triangular, smoothed)
-            scheduler = torch.optim.lr_scheduler.OneCycleLR(
-                optimizer, max_lr=[g["lr"] for g in groups], total_steps=config.epochs * len(batches) + 1,
-                pct_start=0.25, anneal_strategy="cos")
+    fingerprint = config.fingerprint(task, model)
+    point = ResumePoint(epoch=1, step_in_epoch=0, global_step=0, tokens=0, best_score=-math.inf, best_epoch=0,
+                        stale=0, fingerprint=fingerprint)
+    best_state = None
+    resumed = load_resume(Path(config.resume_dir), fingerprint) if config.resume_dir else None
+    if resumed:
+        point, pieces = resumed
+        model.load_state_dict(pieces["model"])
+        optimizer.load_state_dict(pieces["optimizer"])
+        scheduler.load_state_dict(pieces["scheduler"])
+        generator.set_state(pieces["generator"])
+        torch.set_rng_state(pieces["torch_rng"])
+        best_state = pieces["best"]
+        log.info("%s: resuming at epoch %d, step %d", task.name, point.epoch, point.step_in_epoch)
+    start, trainable = time.perf_counter(), 1.0
+    for epoch in range(point.epoch, config.epochs + 1):
+        frozen = config.freeze_encoder_epochs < 0 or epoch <= config.freeze_encoder_epochs
+        trainable = set_encoder_frozen(model, frozen)
+        epoch_generator_state = generator.get_state()
+        batches = task.batches("train", config.batch_size, shuffle=True, generator=generator)
         model.train()
-        total_loss = 0.0
-        bar = tqdm(batches, desc=f"{task.name} epoch {epoch}/{config.epochs}", leave=False,
+        total_loss = torch.zeros((), device=device)
+        bar = tqdm(batches, total=steps_per_epoch, desc=f"{task.name} epoch {epoch}/{config.epochs}", leave=False,
                    disable=not config.progress, unit="batch")
-        for batch in bar:
-            batch = {key: value.to(device) for key, value in batch.items()}
+        for step, batch in enumerate(bar):
+            if step < point.step_in_epoch:  # resumed mid-epoch: same order, skip what was done
+                continue
+            batch = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                 loss = task.loss(model, batch)
-            loss_value = loss.detach()
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
@@ -104,25 +148,40 @@ def fit(model: nn.Module, task: Task, config: FitConfig) -> FitResult:
             scaler.update()
             if scheduler.last_epoch + 1 < scheduler.total_steps:
                 scheduler.step()
-            total_loss += loss_value.item()
-            tokens += task.tokens_in_batch(batch)
-            bar.set_postfix(loss=f"{total_loss / (bar.n + 1):.3f}", refresh=False)
+            total_loss += loss.detach()  # no .item() per step: keeps CUDA asynchronous
+            point.tokens += task.tokens_in_batch(batch)
+            point.global_step += 1
+            if config.progress and step % 20 == 0:
+                bar.set_postfix(loss=f"{float(total_loss) / (step + 1):.3f}", refresh=False)
+            if config.resume_dir and point.global_step % config.checkpoint_every == 0:
+                point.epoch, point.step_in_epoch = epoch, step + 1
+                save_resume(Path(config.resume_dir), point, model, optimizer, scheduler, epoch_generator_state,
+                            best_state)
         metrics = task.evaluate(model, "val")
-        row = {"epoch": epoch, "train_loss": total_loss / max(len(batches), 1), **metrics}
-        result.history.append(row)
+        row = {"epoch": epoch, "train_loss": float(total_loss) / max(steps_per_epoch - point.step_in_epoch, 1),
+               **metrics}
+        point.step_in_epoch = 0
+        point.history.append(row)
         log.info("%s epoch %d: %s", task.name, epoch, ", ".join(f"{k}={v:.4f}" for k, v in row.items()))
-        if metrics[task.monitor] > best_score:
-            best_score, stale = metrics[task.monitor], 0
+        if metrics[task.monitor] > point.best_score:
+            point.best_score, point.stale, point.best_epoch = metrics[task.monitor], 0, epoch
+            point.best_metrics = metrics
             best_state = copy.deepcopy(model.state_dict())
-            result.best_epoch, result.best_metrics = epoch, metrics
         else:
-            stale += 1
-            if stale >= config.patience:
-                log.info("%s: early stop after epoch %d (best %d)", task.name, epoch, result.best_epoch)
-                break
+            point.stale += 1
+        if config.resume_dir:
+            point.epoch = epoch + 1
+            save_resume(Path(config.resume_dir), point, model, optimizer, scheduler, generator.get_state(), best_state)
+        if point.stale >= config.patience:
+            log.info("%s: early stop after epoch %d (best %d)", task.name, epoch, point.best_epoch)
+            break
     if best_state is not None:
         model.load_state_dict(best_state)
+    set_encoder_frozen(model, False)
     model.eval()
-    result.seconds = time.perf_counter() - start
-    result.tokens_per_second = tokens / result.seconds if result.seconds else 0.0
-    return result
+    if config.resume_dir:
+        clear_resume(Path(config.resume_dir))
+    seconds = time.perf_counter() - start
+    return FitResult(history=point.history, best_epoch=point.best_epoch, best_metrics=point.best_metrics,
+                     seconds=seconds, tokens_per_second=point.tokens / seconds if seconds else 0.0,
+                     trainable_share=trainable)

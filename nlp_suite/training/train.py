@@ -18,7 +18,7 @@ from nlp_suite.storage.session import session_scope
 from nlp_suite.tasks.base import Task
 from nlp_suite.text.tokenizer import TextTokenizer
 from nlp_suite.training import registry
-from nlp_suite.training.checkpoint import save_checkpoint
+from nlp_suite.training.checkpoint import load_checkpoint, save_checkpoint
 from nlp_suite.training.loop import FitConfig, fit
 from nlp_suite.training.plots import save_training_curve
 
@@ -71,19 +71,43 @@ def encoder_config(cfg: DictConfig, vocab_size: int) -> EncoderConfig:
     return EncoderConfig(**{**values, "vocab_size": vocab_size})
 
 
+def pretrained_encoder(cfg: DictConfig) -> tuple[Encoder, TextTokenizer, str] | None:
+    """The encoder and tokenizer of `model.pretrained` (a model folder, or 'active' = the active LM), if set."""
+    source = cfg.model.get("pretrained")
+    if not source:
+        return None
+    if source == "active":
+        with session_scope(db_url(cfg)) as session:
+            version, loaded = registry.load_active(session, "lm")
+        source = version.path
+    else:
+        loaded = load_checkpoint(Path(source))
+    encoder = loaded.model.encoder
+    log.info("fine-tuning from pretrained encoder %s (%s)", source, encoder.config)
+    return encoder, loaded.tokenizer, str(source)
+
+
 def train(cfg: DictConfig) -> TrainResult:
-    """Load data, train a tokenizer and the encoder+head, save safetensors+JSON, register, gate promotion."""
+    """Load data, get a tokenizer and encoder (pretrained or new), fit the head, save, register, gate promotion."""
     torch.manual_seed(cfg.seed)
     task, params = build_task(cfg)
     data = task.load_data(cfg)
     corpus = task.corpus(data)
-    tokenizer = TextTokenizer.train(corpus, cfg.model.vocab_size)
+    pretrained = pretrained_encoder(cfg)
+    if pretrained:
+        encoder, tokenizer, source = pretrained
+    else:
+        tokenizer = TextTokenizer.train(corpus, cfg.model.vocab_size)
+        encoder, source = Encoder(encoder_config(cfg, tokenizer.vocab_size)), None
     task.prepare(data, tokenizer, cfg.model.max_len)
-    enc_cfg = encoder_config(cfg, tokenizer.vocab_size)
-    model = task.build_model(Encoder(enc_cfg))
+    enc_cfg = encoder.config
+    model = task.build_model(encoder)
     parameters = sum(p.numel() for p in model.parameters())
     log.info("training %s: %d parameters, %d training texts", task.name, parameters, len(corpus))
-    result = fit(model, task, fit_config(cfg))
+    fit_cfg = fit_config(cfg)
+    if fit_cfg.resume_dir is None and cfg.train.get("resumable"):
+        fit_cfg.resume_dir = str(Path(cfg.paths.var) / "resume" / task.name)
+    result = fit(model, task, fit_cfg)
 
     if "test" in getattr(task, "splits", {}):  # reported only; never used for selection
         test_metrics = {f"test_{k}": v for k, v in task.evaluate(model, "test").items()}
@@ -93,10 +117,11 @@ def train(cfg: DictConfig) -> TrainResult:
     name = f"{task.name}-{stamp}"
     directory = Path(cfg.paths.models) / task.name / name
     metrics = {**result.best_metrics, "best_epoch": result.best_epoch, "train_seconds": round(result.seconds, 2),
-               "tokens_per_second": round(result.tokens_per_second, 1), "parameters": parameters}
+               "tokens_per_second": round(result.tokens_per_second, 1), "parameters": parameters,
+               "trainable_share": round(result.trainable_share, 4)}
     sha = save_checkpoint(directory, model.cpu(), task, params, tokenizer, enc_cfg, cfg.model.max_len, metrics,
                           extra={"history": result.history, "data_fingerprint": data_fingerprint(corpus),
-                                 "monitor": task.monitor})
+                                 "monitor": task.monitor, "pretrained_from": source})
     curve = save_training_curve(result.history, task.monitor, directory / "training_curve.png", title=name)
     with session_scope(db_url(cfg)) as session:
         version = registry.register(session, name=name, task=task.name, path=directory, sha256=sha, metrics=metrics)
