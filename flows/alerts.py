@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
-from rich.console import Console
 
-from flows.common import as_row, flow_config, publish
+from flows.common import run_stage
 from nlp_suite import pipeline
 
 raise_alerts = task(pipeline.raise_alerts, name="detect-alerts", cache_policy=NO_CACHE)
@@ -14,9 +13,4 @@ raise_alerts = task(pipeline.raise_alerts, name="detect-alerts", cache_policy=NO
 @flow(name="alerts")
 def alerts(overrides: list[str] | None = None) -> dict:
     """Writes `alerts` and notifies once per new alert."""
-    cfg = flow_config(overrides)
-    summary = raise_alerts(cfg)
-    Console().print(summary.as_table())
-    row = as_row(summary)
-    publish("alerts-run", [row], "Entities and buckets checked, alerts created")
-    return row
+    return run_stage(raise_alerts, overrides, "alerts-run", "Entities and buckets checked, alerts created")

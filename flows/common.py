@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Callable
 
 from omegaconf import DictConfig
 from prefect.artifacts import create_table_artifact
+from rich.console import Console
 
 from nlp_suite.config import load_config
 from nlp_suite.pipeline import ensure_database
@@ -31,3 +32,13 @@ def publish(key: str, rows: list[dict[str, Any]], description: str) -> None:
     """A table artifact in the Prefect UI (keys: lowercase, digits, dashes)."""
     if rows:
         create_table_artifact(table=rows, key=key, description=description)
+
+
+def run_stage(stage: Callable[[DictConfig], Any], overrides: list[str] | None, key: str, description: str) -> dict:
+    """Run one pipeline task on the composed config, print its summary table and publish it as an artifact."""
+    cfg = flow_config(overrides)
+    summary = stage(cfg)
+    Console().print(summary.as_table())
+    row = as_row(summary)
+    publish(key, [row], description)
+    return row

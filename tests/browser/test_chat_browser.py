@@ -17,12 +17,10 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 import io  # noqa: E402
 import json  # noqa: E402
-import socket  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
-import torch  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
 from nlp_suite.chat.knowledge import fill  # noqa: E402
@@ -31,7 +29,7 @@ from nlp_suite.data.sample import write_sample_data  # noqa: E402
 from nlp_suite.storage import migrate  # noqa: E402
 from nlp_suite.storage.models import ChatMessage, ChatSession  # noqa: E402
 from nlp_suite.storage.session import session_scope  # noqa: E402
-from nlp_suite.training.train import train  # noqa: E402
+from tests.helpers import free_port, train_single_threaded  # noqa: E402
 
 try:
     from playwright.sync_api import sync_playwright
@@ -69,11 +67,6 @@ def browser_available():
         pytest.skip(problem)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def app_config(tmp_path_factory):
@@ -83,12 +76,7 @@ def app_config(tmp_path_factory):
     cfg = load_config([f"paths.var={var}", f"data.dir={var}/sample", "task=reply", "train.epochs=15",
                        f"ui.port={free_port()}"])
     migrate.upgrade(db_url(cfg))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a tiny model: one thread is faster, and far faster on a busy 2-core box
-    try:
-        train(cfg)
-    finally:
-        torch.set_num_threads(threads)
+    train_single_threaded(cfg)
     return cfg, files.faq
 
 

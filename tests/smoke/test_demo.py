@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,15 +11,11 @@ from pathlib import Path
 import pytest
 
 from nlp_suite.paths import project_root
+from tests.helpers import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect]
 BIN = Path(sys.executable).parent
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 120.0) -> None:

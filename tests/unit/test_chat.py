@@ -12,7 +12,6 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
-import torch  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
 from nlp_suite.chat.knowledge import KnowledgeBase, fill, is_user_slot, placeholders  # noqa: E402
@@ -23,7 +22,7 @@ from nlp_suite.storage.models import ChatMessage, ChatSession  # noqa: E402
 from nlp_suite.storage.session import session_scope  # noqa: E402
 from nlp_suite.tasks.classification import TextClassifier  # noqa: E402
 from nlp_suite.training import registry  # noqa: E402
-from nlp_suite.training.train import train  # noqa: E402
+from tests.helpers import train_single_threaded  # noqa: E402
 
 # Six intents x 25 questions; two answers carry Bitext-style placeholders the user must give.
 FAQ: dict[str, tuple[str, list[str]]] = {
@@ -97,12 +96,7 @@ def train_reply_model(var: Path) -> tuple[str, Path, TextClassifier]:
     cfg = load_config(["task=reply", f"data.faq={faq}", "train.epochs=20", f"paths.var={var}"])
     url = db_url(cfg)
     migrate.upgrade(url)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a tiny model: one thread is faster, and far faster on a busy 2-core box
-    try:
-        train(cfg)
-    finally:
-        torch.set_num_threads(threads)
+    train_single_threaded(cfg)
     with session_scope(url) as session:
         _, loaded = registry.load_active(session, "reply")
     return url, faq, TextClassifier(loaded.model, loaded.tokenizer, loaded.task.labels, loaded.max_len)

@@ -7,7 +7,6 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported an
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import hashlib  # noqa: E402
-import socket  # noqa: E402
 from datetime import datetime, timedelta, timezone  # noqa: E402
 
 import pandas as pd  # noqa: E402
@@ -25,15 +24,11 @@ from nlp_suite.storage.session import session_scope  # noqa: E402
 from nlp_suite.ui import queries  # noqa: E402
 from nlp_suite.ui.app import (  # noqa: E402
     UNAVAILABLE_TEXT, bot_message_id, build_app, from_display, launch, monitor_view, to_display)
+from tests.helpers import free_port  # noqa: E402
 from tests.unit.test_chat import FAQ, train_reply_model  # noqa: E402
 
 DAY = datetime(2024, 3, 1, tzinfo=timezone.utc)
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def ui_config(var, faq=None, port=None):
