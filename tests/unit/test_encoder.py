@@ -22,7 +22,7 @@ def test_encoder_shapes_and_mask(rnn, bidirectional, layers):
     assert torch.all(states[~mask] == 0)  # padded steps carry no state
 
 
-def test_packed_batch_equals_each_sequence_alone():
+def test_padded_batch_equals_each_sequence_alone():
     torch.manual_seed(0)
     encoder = Encoder(EncoderConfig(vocab_size=40, embed_dim=8, hidden_dim=5, num_layers=2)).eval()
     pool = ConcatPooling(5, bidirectional=True)
