@@ -132,7 +132,7 @@ def fit(model: nn.Module, task: Task, config: FitConfig) -> FitResult:
         epoch_generator_state = generator.get_state()
         batches = task.batches("train", config.batch_size, shuffle=True, generator=generator)
         model.train()
-        total_loss = torch.zeros((), device=device)
+        total_loss, batches_run = torch.zeros((), device=device), 0
         bar = tqdm(batches, total=steps_per_epoch, desc=f"{task.name} epoch {epoch}/{config.epochs}", leave=False,
                    disable=not config.progress, unit="batch")
         for step, batch in enumerate(bar):
@@ -150,17 +150,17 @@ def fit(model: nn.Module, task: Task, config: FitConfig) -> FitResult:
             if scheduler.last_epoch + 1 < scheduler.total_steps:
                 scheduler.step()
             total_loss += loss.detach()  # no .item() per step: keeps CUDA asynchronous
+            batches_run += 1
             point.tokens += task.tokens_in_batch(batch)
             point.global_step += 1
             if config.progress and step % 20 == 0:
-                bar.set_postfix(loss=f"{float(total_loss) / (step + 1):.3f}", refresh=False)
+                bar.set_postfix(loss=f"{float(total_loss) / batches_run:.3f}", refresh=False)
             if config.resume_dir and point.global_step % config.checkpoint_every == 0:
                 point.epoch, point.step_in_epoch = epoch, step + 1
                 save_resume(Path(config.resume_dir), point, model, optimizer, scheduler, epoch_generator_state,
                             best_state)
         metrics = task.evaluate(model, "val")
-        row = {"epoch": epoch, "train_loss": float(total_loss) / max(steps_per_epoch - point.step_in_epoch, 1),
-               **metrics}
+        row = {"epoch": epoch, "train_loss": float(total_loss) / max(batches_run, 1), **metrics}
         point.step_in_epoch = 0
         point.history.append(row)
         log.info("%s epoch %d: %s", task.name, epoch, ", ".join(f"{k}={v:.4f}" for k, v in row.items()))

@@ -259,5 +259,18 @@ def launch(cfg: DictConfig, *, block: bool = True) -> gr.Blocks:
     app = build_app(cfg, service)
     app.queue(default_concurrency_limit=int(cfg.ui.concurrency))
     app.launch(server_name=str(cfg.ui.host), server_port=int(cfg.ui.port), prevent_thread_lock=not block,
-               show_error=True, quiet=True)
+               show_error=True, quiet=True, auth=parse_auth(cfg.ui.get("auth")))
     return app
+
+
+def parse_auth(spec: str | None) -> list[tuple[str, str]] | None:
+    """'user:password,user2:password2' (from NLP_SUITE_UI_AUTH) as Gradio login pairs; None = no login."""
+    if not spec:
+        return None
+    pairs = []
+    for item in str(spec).split(","):
+        user, separator, password = item.strip().partition(":")
+        if not (user and separator and password):
+            raise ValueError(f"ui.auth entry {item.strip()!r} is not 'user:password'")
+        pairs.append((user, password))
+    return pairs

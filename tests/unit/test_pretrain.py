@@ -91,7 +91,8 @@ def test_an_interrupted_run_resumes_to_the_same_weights(sample, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         fit(model, task, FitConfig(**settings, resume_dir=str(tmp_path / "resume")))
     task, model = prepared()
-    fit(model, task, FitConfig(**settings, resume_dir=str(tmp_path / "resume")))
+    resumed = fit(model, task, FitConfig(**settings, resume_dir=str(tmp_path / "resume")))
+    assert all(0 < row["train_loss"] < 10 for row in resumed.history)  # a mean per batch, not a sum
     for name, value in expected.items():
         torch.testing.assert_close(model.state_dict()[name], value)
     assert not (tmp_path / "resume" / "resume.json").exists()  # cleared once finished

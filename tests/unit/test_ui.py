@@ -238,3 +238,12 @@ def test_thumbs_on_a_bot_message_is_stored(served, trained):
                                         .where(ChatMessage.role == "bot")).all())
     assert feedback[logged[-1].id] == -1  # the thumbs-down went to the paypal answer, and only to it
     assert sum(value is not None for value in feedback.values()) == 1
+
+
+def test_login_pairs_come_from_the_auth_setting():
+    from nlp_suite.ui.app import parse_auth
+
+    assert parse_auth(None) is None and parse_auth("") is None
+    assert parse_auth("ana:s3cret, bo:pw:with:colons") == [("ana", "s3cret"), ("bo", "pw:with:colons")]
+    with pytest.raises(ValueError, match="'nopassword'"):
+        parse_auth("nopassword")
