@@ -3,19 +3,18 @@ from __future__ import annotations
 
 import itertools
 import logging
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
 from rich.console import Console
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from nlp_suite.monitoring import alerts as alerts_module
 from nlp_suite.monitoring.alerts import detect_alerts, log_notifier, open_alerts, severity, webhook_notifier
 from nlp_suite.storage import migrate
 from nlp_suite.storage.models import Alert, Document, DocumentEntity, ModelVersion, SentimentScore
-from nlp_suite.storage.session import get_engine, session_scope
+from nlp_suite.storage.session import session_scope
 
 START = datetime(2024, 3, 1, tzinfo=timezone.utc)
 DAY, HOUR = timedelta(days=1), timedelta(hours=1)
@@ -276,45 +275,32 @@ def test_webhook_notifier_gives_up_and_does_not_retry_client_errors():
 
 
 @pytest.mark.postgres
-def test_scoring_and_alerts_on_postgresql():
+def test_scoring_and_alerts_on_postgresql(pg_url):
     """The same pipeline on PostgreSQL: ON CONFLICT, tz-aware timestamps and JSON behave as on SQLite."""
     import numpy as np
 
     from nlp_suite.monitoring.scoring import score_unscored
 
-    admin_url = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-    name = f"nlp_suite_alerts_{uuid.uuid4().hex[:8]}"
-    try:
-        admin = get_engine(admin_url).execution_options(isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as error:  # noqa: BLE001
-        pytest.skip(f"PostgreSQL not reachable: {error}")
-    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    try:
-        version = make_db(url)
-        add_normal_days(url, version, "ACME", 0, 10)
-        add_bucket(url, version, "ACME", START + 10 * DAY, 10, 7)
+    url = pg_url
+    version = make_db(url)
+    add_normal_days(url, version, "ACME", 0, 10)
+    add_bucket(url, version, "ACME", START + 10 * DAY, 10, 7)
 
-        class Constant:
-            labels = ["negative", "positive"]
+    class Constant:
+        labels = ["negative", "positive"]
 
-            def predict_proba(self, texts):
-                return np.tile([0.3, 0.7], (len(texts), 1))
+        def predict_proba(self, texts):
+            return np.tile([0.3, 0.7], (len(texts), 1))
 
-        with session_scope(url) as session:
-            v2 = ModelVersion(name="sentiment-v2", task="sentiment", path="/models/v2", sha256="1" * 64)
-            session.add(v2)
-            session.flush()
-            v2_id = v2.id
-        assert score_unscored(url, v2_id, Constant(), chunk_size=8).documents == 60
-        assert score_unscored(url, v2_id, Constant(), chunk_size=8).documents == 0
-        notifier = Recorder()
-        assert detect_alerts(url, version, notifier=notifier).alerts_created == 1
-        assert detect_alerts(url, version, notifier=notifier).alerts_created == 0
-        [alert] = stored_alerts(url)
-        assert alert.bucket_start == START + 10 * DAY and len(notifier.sent) == 1
-    finally:
-        get_engine(url).dispose()
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with session_scope(url) as session:
+        v2 = ModelVersion(name="sentiment-v2", task="sentiment", path="/models/v2", sha256="1" * 64)
+        session.add(v2)
+        session.flush()
+        v2_id = v2.id
+    assert score_unscored(url, v2_id, Constant(), chunk_size=8).documents == 60
+    assert score_unscored(url, v2_id, Constant(), chunk_size=8).documents == 0
+    notifier = Recorder()
+    assert detect_alerts(url, version, notifier=notifier).alerts_created == 1
+    assert detect_alerts(url, version, notifier=notifier).alerts_created == 0
+    [alert] = stored_alerts(url)
+    assert alert.bucket_start == START + 10 * DAY and len(notifier.sent) == 1
