@@ -23,7 +23,12 @@ def build_deployments(overrides: list[str] | None = None) -> list:
     params = {"overrides": overrides}
     return [
         ingest.to_deployment(name="ingest", schedules=cron("ingest"), parameters=params),
-        score.to_deployment(name="score", schedules=cron("score"), parameters=params),
+        # New documents and rescoring after a promotion are separate deployments, so a long backfill runs in
+        # the background and never delays fresh documents; one run of each at a time.
+        score.to_deployment(name="score", schedules=cron("score"), concurrency_limit=1,
+                            parameters={"overrides": overrides + ["score.scope=new"]}),
+        score.to_deployment(name="rescore", schedules=cron("rescore"), concurrency_limit=1,
+                            parameters={"overrides": overrides + ["score.scope=backfill"]}),
         alerts.to_deployment(name="alerts", schedules=cron("alerts"), parameters=params),
         recommend.to_deployment(name="recommend", schedules=cron("recommend"), parameters=params),
         train.to_deployment(name="train-sentiment", schedules=cron("train"),

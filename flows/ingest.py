@@ -1,4 +1,4 @@
-"""Ingest every configured document file (and the recommendation catalog) into SQL."""
+"""Ingest what is new from every configured source (files, drop folders, replays, feeds) and the catalog."""
 from __future__ import annotations
 
 from prefect import flow, task
@@ -8,7 +8,7 @@ from rich.console import Console
 from flows.common import as_row, flow_config, publish
 from nlp_suite import pipeline
 
-ingest_file = task(pipeline.ingest_documents, name="ingest-file", cache_policy=NO_CACHE)
+ingest_source = task(pipeline.ingest_documents, name="ingest-source", cache_policy=NO_CACHE)
 load_catalog = task(pipeline.ingest_catalog, name="load-catalog", cache_policy=NO_CACHE)
 
 
@@ -19,9 +19,9 @@ def ingest(overrides: list[str] | None = None) -> list[dict]:
     pipeline.ensure_sample_data(cfg)
     rows = []
     for source in cfg.data.documents:
-        summary = ingest_file(cfg, dict(source))
+        summary = ingest_source(cfg, dict(source))
         Console().print(summary.as_table())
-        rows.append({"source": source["source"], "file": str(source["path"]), **as_row(summary)})
+        rows.append({"source": source["source"], "type": source.get("type", "file"), **as_row(summary)})
     catalog = load_catalog(cfg)
     if catalog is not None:
         rows.append({"source": "catalog", **as_row(catalog)})

@@ -19,6 +19,8 @@ STAGES = {
     "score": ("flows.score", "score", "Score unscored documents with the active sentiment model."),
     "alerts": ("flows.alerts", "alerts", "Raise negative-spike alerts per watched entity."),
     "recommend": ("flows.recommend", "recommend", "Write top-K recommendations for every user."),
+    "replay": ("flows.replay", "replay", "Replay timestamped files as a stream (data=headlines_replay "
+               "replay.speed=N): ingest, score and alert step by step; list the alerts raised."),
 }
 
 PRESETS = {"pretrain": ["task=lm", "model=lstm_lm", "train=pretrain"]}

@@ -39,13 +39,40 @@ def watchlist(cfg: DictConfig):
     return load_watchlist(resolve(path)) if path and resolve(path).exists() else None
 
 
-def ingest_documents(cfg: DictConfig, source: dict[str, Any]):
-    """Ingest one configured document file into `documents` (quarantining bad rows)."""
-    from nlp_suite.data.ingest import ingest_file
+def ingest_options(cfg: DictConfig):
+    """What every source needs for ingestion: limits, state folder, watchlist and topic rules."""
+    from nlp_suite.data.sources import IngestOptions
+    from nlp_suite.monitoring.topics import topic_rules_from_config
 
-    return ingest_file(db_url(cfg), resolve(source["path"]), source["source"], format=source.get("format"),
-                       max_text_chars=cfg.ingest.max_text_chars, batch_size=cfg.ingest.batch_size,
-                       watchlist=watchlist(cfg))
+    return IngestOptions(state_dir=resolve(cfg.ingest.state_dir), max_text_chars=cfg.ingest.max_text_chars,
+                         batch_size=cfg.ingest.batch_size, watchlist=watchlist(cfg),
+                         topics=topic_rules_from_config(cfg.get("topics")))
+
+
+def source_spec(source: Any) -> dict[str, Any]:
+    """A `data.documents` entry with its path made project-absolute."""
+    spec = dict(source)
+    if spec.get("path"):
+        spec["path"] = resolve(spec["path"])
+    return spec
+
+
+def ingest_documents(cfg: DictConfig, source: dict[str, Any]):
+    """Ingest what is new from one configured source (file, drop folder, replay or RSS feed)."""
+    from nlp_suite.data.sources import ingest_source
+
+    return ingest_source(db_url(cfg), source_spec(source), ingest_options(cfg))
+
+
+def replay_wait(cfg: DictConfig) -> float | None:
+    """Seconds until the next replayed row is due over all replay sources (None when every replay is done)."""
+    from nlp_suite.data.sources import next_due
+    from nlp_suite.storage.base import utcnow
+
+    waits = [next_due(source_spec(s), resolve(cfg.ingest.state_dir), utcnow())
+             for s in cfg.data.documents if s.get("type") == "replay"]
+    pending = [w for w in waits if w is not None]
+    return min(pending) if pending else None
 
 
 def ingest_catalog(cfg: DictConfig):
@@ -74,27 +101,90 @@ def active_model(cfg: DictConfig, task: str):
         return load_active(session, task)
 
 
-def score_documents(cfg: DictConfig):
-    """Score every document that has no score from the active sentiment model."""
-    from nlp_suite.monitoring.scoring import score_unscored
+def score_documents(cfg: DictConfig, index: int = 0, count: int = 1):
+    """Score the documents of partition `index` of `count` that lack a score from the active sentiment model."""
+    from nlp_suite.monitoring.scoring import Partition, score_unscored
     from nlp_suite.tasks.classification import TextClassifier
 
     version, loaded = active_model(cfg, "sentiment")
     classifier = TextClassifier(loaded.model, loaded.tokenizer, loaded.task.labels, loaded.max_len)
-    return score_unscored(db_url(cfg), version.id, classifier, chunk_size=cfg.score.chunk_size)
+    return score_unscored(db_url(cfg), version.id, classifier, chunk_size=cfg.score.chunk_size,
+                          scope=cfg.score.get("scope", "all"), partition=Partition(index, count))
+
+
+def score_partition(overrides: list[str], index: int, count: int):
+    """One scoring partition from plain arguments (what a Dask worker process receives)."""
+    from nlp_suite.config import load_config
+    from nlp_suite.env import apply_defaults
+
+    apply_defaults()
+    return score_documents(load_config(overrides), index, count)
+
+
+def scoring_task_runner(cfg: DictConfig):
+    """The Prefect task runner for scoring partitions: threads, or Dask (LocalCluster or a scheduler address)."""
+    s = cfg.score
+    if s.task_runner == "thread":
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return ThreadPoolTaskRunner(max_workers=max(1, int(s.partitions)))
+    if s.task_runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if s.dask.address:
+            return DaskTaskRunner(address=s.dask.address)
+        return DaskTaskRunner(cluster_class="distributed.LocalCluster",
+                              cluster_kwargs={"n_workers": int(s.dask.n_workers), "processes": True,
+                                              "threads_per_worker": int(s.dask.threads_per_worker),
+                                              "dashboard_address": None})
+    raise ValueError(f"score.task_runner must be 'thread' or 'dask', got {s.task_runner!r}")
+
+
+def merge_scoring(summaries: list):
+    """One summary over parallel partitions (wall time is the slowest partition's)."""
+    from nlp_suite.monitoring.scoring import ScoringSummary
+
+    seconds = max((s.seconds for s in summaries), default=0.0)
+    return ScoringSummary.of(sum(s.documents for s in summaries), sum(s.chunks for s in summaries), seconds)
 
 
 def raise_alerts(cfg: DictConfig):
     """Detect negative spikes per watched entity for the active sentiment model."""
-    from nlp_suite.monitoring.alerts import detect_alerts, log_notifier, webhook_notifier
+    from nlp_suite.monitoring.alerts import NEGATIVE, detect_alerts, log_notifier, webhook_notifier
+    from nlp_suite.monitoring.explain import word_importance
+    from nlp_suite.tasks.classification import TextClassifier
 
-    version, _ = active_model(cfg, "sentiment")
+    version, loaded = active_model(cfg, "sentiment")
     a = cfg.alerts
     webhook = a.get("webhook_url")
     notifier = webhook_notifier(webhook) if webhook else log_notifier
+    explainer = None
+    if a.get("explain_words", 0):
+        classifier = TextClassifier(loaded.model, loaded.tokenizer, loaded.task.labels, loaded.max_len)
+        explainer = lambda text: word_importance(classifier, text, NEGATIVE, a.explain_words)  # noqa: E731
     return detect_alerts(db_url(cfg), version.id, bucket=a.bucket, baseline_buckets=a.baseline_buckets,
                          min_volume=a.min_volume, z_threshold=a.z_threshold, p_threshold=a.p_threshold,
-                         evidence_docs=a.evidence_docs, notifier=notifier)
+                         evidence_docs=a.evidence_docs, notifier=notifier, explainer=explainer)
+
+
+def alerts_table(cfg: DictConfig, limit: int = 50):
+    """The open alerts as a rich table (entity, window, severity, negative share, top evidence)."""
+    from rich.table import Table
+
+    from nlp_suite.monitoring.alerts import open_alerts
+
+    alerts = open_alerts(db_url(cfg))
+    table = Table(title=f"Open alerts ({len(alerts)}, newest first)")
+    for column in ("entity", "from", "to", "severity", "negative", "baseline"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("top evidence [words]")
+    for alert in alerts[:limit]:
+        top = alert["evidence"][0] if alert["evidence"] else {}
+        words = ", ".join(w["word"] for w in top.get("words", []))
+        table.add_row(alert["entity"], alert["bucket_start"][:10], alert["bucket_end"][:10], alert["severity"],
+                      f"{alert['negative_count']}/{alert['total_count']}", f"{alert['baseline_share']:.2f}",
+                      (top.get("text", "")[:70] + (f" [{words}]" if words else "")))
+    return table
 
 
 def recommend(cfg: DictConfig):
@@ -103,6 +193,8 @@ def recommend(cfg: DictConfig):
 
     version, loaded = active_model(cfg, "recommend")
     r = cfg.recommend
+    cache_dir = r.get("cache_dir")  # unset or null: item vectors are computed afresh every run
     return recommend_all(db_url(cfg), loaded, version.id, top_k=r.top_k, history=r.history,
                          weights=dict(r.weights), category_cap=r.category_cap,
-                         half_life_days=r.freshness_half_life_days)
+                         half_life_days=r.freshness_half_life_days,
+                         cache_dir=resolve(cache_dir) if cache_dir else None)

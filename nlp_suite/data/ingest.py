@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from pydantic import BaseModel, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from nlp_suite.data.readers import Preset, RawRow, iter_raw_rows, resolve_format
 from nlp_suite.monitoring.entities import Watchlist
+from nlp_suite.monitoring.topics import TOPIC_KIND, TopicRules
 from nlp_suite.storage.base import utcnow
 from nlp_suite.storage.models import Document, DocumentEntity, Quarantine
 from nlp_suite.storage.session import insert_ignoring_conflicts, session_factory
@@ -131,10 +132,11 @@ def check_rows(path: str | Path, *, format: str | None = None, max_text_chars: i
     """Read and validate every row (no database); ReadError is raised before the first row for unreadable files."""
     rows = iter_raw_rows(path, format)
     _, preset = resolve_format(path, format)
-    return _check_all(rows, preset, max_text_chars)
+    return check_raw_rows(rows, preset, max_text_chars)
 
 
-def _check_all(rows: Iterator[RawRow], preset: Preset, max_text_chars: int) -> Iterator[CheckedRow]:
+def check_raw_rows(rows: Iterable[RawRow], preset: Preset, max_text_chars: int = 5000) -> Iterator[CheckedRow]:
+    """Validate rows from any reader (file, replay, feed); ids repeated within `rows` are rejected."""
     first_seen: dict[str, int] = {}  # only valid rows claim an id, so a bad first copy does not block a good one
     for raw in rows:
         if raw.error is not None:
@@ -168,6 +170,8 @@ class IngestSummary:
     batches: int = 0
     source: str = ""
     path: str = ""
+    pending: int | None = None  # replay sources: valid rows not yet due on the replay clock
+    clock: str | None = None  # replay sources: publication time the replay clock has reached ("end" = all due)
 
     def as_table(self) -> Table:
         """The summary as a two-column rich table for the CLI."""
@@ -179,6 +183,9 @@ class IngestSummary:
             table.add_row(label, f"{value:,}")
         for category, count in sorted(self.reasons.items()):
             table.add_row(f"  {category}", f"{count:,}")
+        if self.pending is not None:
+            table.add_row("pending (replay)", f"{self.pending:,}")
+            table.add_row("replay clock", str(self.clock))
         return table
 
 
@@ -208,7 +215,7 @@ class _Batch:
 
 
 def _write_batch(session: Session, batch: _Batch, source: str, file_name: str,
-                 watchlist: Watchlist | None) -> tuple[int, int]:
+                 watchlist: Watchlist | None, topics: TopicRules | None) -> tuple[int, int]:
     """Insert one batch's documents, entity links and quarantine rows; returns (stored, quarantine rows added)."""
     ids = [document.external_id for document in batch.documents]
     existing = set(session.scalars(select(Document.external_id).where(
@@ -218,19 +225,26 @@ def _write_batch(session: Session, batch: _Batch, source: str, file_name: str,
                  "content_hash": content_hash(d.text), "ingested_at": now}
                 for d in batch.documents if d.external_id not in existing]
     stored = insert_ignoring_conflicts(session, Document, new_rows, ["source", "external_id"])
-    if watchlist is not None and len(watchlist) and new_rows:
-        _link_entities(session, source, new_rows, watchlist)
+    if new_rows and ((watchlist is not None and len(watchlist)) or topics is not None):
+        _link_entities(session, source, new_rows, watchlist, topics)
     added = _quarantine(session, batch.rejected, source, file_name)
     return stored, added
 
 
-def _link_entities(session: Session, source: str, new_rows: list[dict[str, Any]], watchlist: Watchlist) -> None:
-    """document_entities rows for the documents this batch stored."""
+def _link_entities(session: Session, source: str, new_rows: list[dict[str, Any]], watchlist: Watchlist | None,
+                   topics: TopicRules | None) -> None:
+    """document_entities rows (watched entities and the coarse topic) for the documents this batch stored."""
     found = session.execute(select(Document.external_id, Document.id).where(
         Document.source == source, Document.external_id.in_([row["external_id"] for row in new_rows])))
     id_of = {external_id: document_id for external_id, document_id in found}
-    links = [{"document_id": id_of[row["external_id"]], "entity": name, "kind": watchlist.kind_of(name)}
-             for row in new_rows for name in watchlist.match_entities(row["text"])]
+    links = []
+    for row in new_rows:
+        document_id = id_of[row["external_id"]]
+        if watchlist is not None:
+            links += [{"document_id": document_id, "entity": name, "kind": watchlist.kind_of(name)}
+                      for name in watchlist.match_entities(row["text"])]
+        if topics is not None:
+            links.append({"document_id": document_id, "entity": topics.classify(row["text"]), "kind": TOPIC_KIND})
     insert_ignoring_conflicts(session, DocumentEntity, links, ["document_id", "entity"])
 
 
@@ -250,27 +264,41 @@ def _quarantine(session: Session, rejected: list[CheckedRow], source: str, file_
 
 
 def ingest_file(url: str, path: str | Path, source: str, *, format: str | None = None, max_text_chars: int = 5000,
-                batch_size: int = 500, watchlist: Watchlist | None = None) -> IngestSummary:
+                batch_size: int = 500, watchlist: Watchlist | None = None,
+                topics: TopicRules | None = None) -> IngestSummary:
     """Validate and store a documents file; one transaction per batch, so a re-run after a crash completes it."""
+    path = Path(path)
+    _check_source(source, batch_size)
+    rows = check_rows(path, format=format, max_text_chars=max_text_chars)  # ReadError here: nothing written yet
+    summary = ingest_checked(url, rows, source, path.name, batch_size=batch_size, watchlist=watchlist, topics=topics)
+    summary.path = str(path)
+    return summary
+
+
+def _check_source(source: str, batch_size: int) -> None:
     if not source or len(source) > MAX_SOURCE_CHARS:
         raise ValueError(f"source must be 1 to {MAX_SOURCE_CHARS} characters, got {source!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    path = Path(path)
-    rows = check_rows(path, format=format, max_text_chars=max_text_chars)  # ReadError here: nothing written yet
-    summary = IngestSummary(source=source, path=str(path))
+
+
+def ingest_checked(url: str, rows: Iterable[CheckedRow], source: str, location: str, *, batch_size: int = 500,
+                   watchlist: Watchlist | None = None, topics: TopicRules | None = None) -> IngestSummary:
+    """Store validated rows from any source in batches; `location` names where they came from in quarantine."""
+    _check_source(source, batch_size)
+    summary = IngestSummary(source=source, path=location)
     factory = session_factory(url)
     batch = _Batch()
 
     def flush() -> None:
         with factory.begin() as session:
-            stored, added = _write_batch(session, batch, source, path.name, watchlist)
+            stored, added = _write_batch(session, batch, source, location, watchlist, topics)
         summary.stored += stored
         summary.duplicates += len(batch.documents) - stored
         summary.quarantine_added += added
         summary.batches += 1
         logger.info("ingest %s -> %s: batch %d committed (%d rows read, %d stored, %d duplicates, %d quarantined)",
-                    path.name, source, summary.batches, summary.read, summary.stored, summary.duplicates,
+                    location, source, summary.batches, summary.read, summary.stored, summary.duplicates,
                     summary.quarantined)
         batch.documents.clear()
         batch.rejected.clear()

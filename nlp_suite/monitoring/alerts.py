@@ -21,6 +21,7 @@ from nlp_suite.storage.session import insert_ignoring_conflicts, session_factory
 logger = logging.getLogger(__name__)
 
 Notifier = Callable[[dict[str, Any]], None]
+Explainer = Callable[[str], list[dict[str, Any]]]  # text -> [{"word", "weight"}] that pushed it negative
 
 NEGATIVE = "negative"
 BUCKETS = {"hour": pd.Timedelta(hours=1), "day": pd.Timedelta(days=1)}
@@ -152,9 +153,10 @@ def group_runs(spikes: pd.DataFrame, bucket: str) -> list[dict[str, Any]]:
 
 
 def evidence(
-    session: Session, model_version_id: int, entity: str, start: datetime, end: datetime, limit: int
+    session: Session, model_version_id: int, entity: str, start: datetime, end: datetime, limit: int,
+    explainer: Explainer | None = None,
 ) -> list[dict[str, Any]]:
-    """The `limit` most confidently negative documents of an entity in [start, end)."""
+    """The `limit` most confidently negative documents of an entity in [start, end), with the words that drove them."""
     rows = session.execute(
         select(Document.id, Document.text, Document.published_at, SentimentScore.probabilities)
         .join(DocumentEntity, DocumentEntity.document_id == Document.id)
@@ -175,6 +177,7 @@ def evidence(
             "text": row.text,
             "published_at": row.published_at.isoformat(),
             "negative_probability": float(row.probabilities.get(NEGATIVE, 0.0)),
+            **({"words": explainer(row.text)} if explainer is not None else {}),
         }
         for row in ranked
     ]
@@ -259,6 +262,7 @@ def detect_alerts(
     p_threshold: float = 0.01,
     evidence_docs: int = 3,
     notifier: Notifier | None = None,
+    explainer: Explainer | None = None,
 ) -> AlertSummary:
     """Find negative spikes per entity, store them idempotently and notify each new alert once."""
     if bucket not in BUCKETS:
@@ -276,7 +280,7 @@ def detect_alerts(
     for run in group_runs(spikes, bucket):
         with factory.begin() as session:  # committed per alert, so a later failure keeps the earlier ones
             run["evidence"] = evidence(session, model_version_id, run["entity"], run["bucket_start"],
-                                       run["bucket_end"], evidence_docs)
+                                       run["bucket_end"], evidence_docs, explainer)
             outcome = _upsert(session, {**run, "model_version_id": model_version_id})
         if outcome == "created":
             summary.alerts_created += 1

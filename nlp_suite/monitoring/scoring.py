@@ -56,16 +56,46 @@ class ScoringSummary:
         return table
 
 
-def _unscored(model_version_id: int):
-    """WHERE clause: the document has no score from this model version (NOT EXISTS uses the unique index)."""
-    return ~exists().where(
-        SentimentScore.document_id == Document.id, SentimentScore.model_version_id == model_version_id
-    )
+SCOPES = ("all", "new", "backfill")
 
 
-def count_unscored(session: Session, model_version_id: int) -> int:
-    """How many documents still lack a score from this model version."""
-    return session.scalar(select(func.count(Document.id)).where(_unscored(model_version_id))) or 0
+@dataclass(frozen=True)
+class Partition:
+    """Documents whose id % count == index: disjoint slices that workers score in parallel."""
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise ValueError(f"partition index must be in [0, {self.count}), got {self.index} (count {self.count})")
+
+
+def _unscored(model_version_id: int, scope: str = "all", partition: Partition | None = None) -> list:
+    """WHERE clauses of the work: no score from this version (NOT EXISTS uses the unique index), per scope.
+
+    scope "new": documents no version has scored yet (fresh arrivals, scored first after a promotion);
+    "backfill": documents only older versions scored (rescoring after a promotion, in the background);
+    "all": both.
+    """
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
+    clauses = [~exists().where(SentimentScore.document_id == Document.id,
+                               SentimentScore.model_version_id == model_version_id)]
+    scored_by_any = exists().where(SentimentScore.document_id == Document.id)
+    if scope == "new":
+        clauses.append(~scored_by_any)
+    elif scope == "backfill":
+        clauses.append(scored_by_any)
+    if partition is not None and partition.count > 1:
+        clauses.append(Document.id % partition.count == partition.index)
+    return clauses
+
+
+def count_unscored(session: Session, model_version_id: int, scope: str = "all",
+                   partition: Partition | None = None) -> int:
+    """How many documents still lack a score from this model version (within scope and partition)."""
+    return session.scalar(select(func.count(Document.id)).where(*_unscored(model_version_id, scope, partition))) or 0
 
 
 def _score_rows(ids: list[int], probabilities: np.ndarray, labels: list[str], model_version_id: int) -> list[dict]:
@@ -94,22 +124,24 @@ def _predict(predictor: Predictor, texts: list[str]) -> np.ndarray:
 
 
 def score_unscored(
-    url: str, model_version_id: int, predictor: Predictor, *, chunk_size: int = 256, progress: bool = False
+    url: str, model_version_id: int, predictor: Predictor, *, chunk_size: int = 256, progress: bool = False,
+    scope: str = "all", partition: Partition | None = None,
 ) -> ScoringSummary:
     """Score every document without a score from `model_version_id`, committing one chunk at a time."""
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    where = _unscored(model_version_id, scope, partition)
     factory = session_factory(url)
     with factory.begin() as session:
         if session.get(ModelVersion, model_version_id) is None:
             raise ValueError(f"model version {model_version_id} does not exist")
-        total = count_unscored(session, model_version_id) if progress else None
+        total = count_unscored(session, model_version_id, scope, partition) if progress else None
         run = ScoringRun(model_version_id=model_version_id, status="running")
         session.add(run)
         session.flush()
         run_id = run.id
     try:
-        summary = _score_chunks(factory, model_version_id, predictor, chunk_size, total, progress)
+        summary = _score_chunks(factory, model_version_id, predictor, chunk_size, total, progress, where)
     except BaseException:
         _finish_run(factory, run_id, "failed")
         raise
@@ -129,7 +161,7 @@ def _finish_run(factory, run_id: int, status: str, summary: ScoringSummary | Non
 
 
 def _score_chunks(factory, model_version_id: int, predictor: Predictor, chunk_size: int, total: int | None,
-                  progress: bool) -> ScoringSummary:
+                  progress: bool, where: list) -> ScoringSummary:
     """The keyset-paginated scoring loop: read a chunk, predict, insert, commit."""
     started = time.perf_counter()
     scored = chunks = 0
@@ -140,7 +172,7 @@ def _score_chunks(factory, model_version_id: int, predictor: Predictor, chunk_si
             with factory() as session:
                 rows = session.execute(
                     select(Document.id, Document.text)
-                    .where(Document.id > last_id, _unscored(model_version_id))
+                    .where(Document.id > last_id, *where)
                     .order_by(Document.id)
                     .limit(chunk_size)
                 ).all()

@@ -9,31 +9,41 @@ or half-done run never replaces the previous complete one.
 Final score per (user, item) = w_model * z(model score) + w_pop * popularity + w_fresh * freshness, where
 z() standardises a user's model scores over the catalog, popularity = log(1 + users with a positive) / max,
 freshness = 0.5 ** (item age / half-life). `components` stores the three weighted terms (they sum to the score).
+
+Item vectors depend only on the model and the item text, so `ItemVectorCache` can keep them between runs under
+`cache_dir/<model fingerprint>/` (conf `recommend.cache_dir`): a nightly run encodes only new or changed items.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
+import os
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from rich.table import Table
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
+import nlp_suite
 from nlp_suite.data.catalog import MIN_RATING, POSITIVE_EVENTS, item_text, positive_sequences
 from nlp_suite.storage.base import utcnow
 from nlp_suite.storage.models import Interaction, Item, ModelVersion, Recommendation, RecommendationRun, User
 from nlp_suite.storage.session import session_scope
 from nlp_suite.tasks.recommend import encode_items, encode_users
-from nlp_suite.training.checkpoint import LoadedModel
+from nlp_suite.training.checkpoint import LoadedModel, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +51,9 @@ DEFAULT_WEIGHTS: dict[str, float] = {"model": 1.0, "popularity": 0.3, "freshness
 DEFAULT_HALF_LIFE_DAYS = 30.0
 USER_CHUNK = 512  # users scored per matrix product
 INSERT_CHUNK = 1000  # recommendation rows per INSERT
+CACHE_FORMAT = 1  # bump when the index layout or what a vector means changes: old caches are then ignored
+CACHE_INDEX = "index.json"
+CACHE_TENSOR = "vectors"  # the one tensor in a cache's safetensors file
 
 
 @dataclass(frozen=True)
@@ -52,6 +65,8 @@ class RecommendSummary:
     rows: int
     seconds: float
     run_id: int
+    vectors_reused: int = 0  # item vectors served from the cache (persistent or in-memory)
+    vectors_computed: int = 0  # item texts encoded by the model in this run
 
     def as_table(self) -> Table:
         """Two-column rich table for the CLI."""
@@ -61,41 +76,171 @@ class RecommendSummary:
         table.add_row("users", f"{self.users:,}")
         table.add_row("items", f"{self.items:,}")
         table.add_row("recommendations written", f"{self.rows:,}")
+        table.add_row("item vectors reused", f"{self.vectors_reused:,}")
+        table.add_row("item vectors computed", f"{self.vectors_computed:,}")
         table.add_row("seconds", f"{self.seconds:.2f}")
         table.add_row("users/second", f"{self.users / self.seconds:,.1f}" if self.seconds > 0 else "-")
         return table
 
 
-class ItemVectorCache:
-    """In-memory item vectors of one loaded model, keyed by a hash of the item text.
+def text_key(text: str) -> str:
+    """sha256 of an item text: the cache key of its vector."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
-    Lives for one run (or one caller that passes it to several calls), so unchanged items are encoded once.
-    Future work: a persistent cache (e.g. a table keyed by model version and text hash) so a nightly run only
-    encodes new or changed items.
+
+def model_fingerprint(loaded: LoadedModel) -> str:
+    """sha256 of everything an item vector depends on: weights, tokenizer, max_len, model class, code version.
+
+    Hashed from the loaded model itself rather than trusted from a manifest or version id, so a database whose
+    ids were reused, or a model changed in memory, can never be served another model's vectors.
+    """
+    model = loaded.model
+    header = {"cache_format": CACHE_FORMAT, "package": nlp_suite.__version__, "max_len": loaded.max_len,
+              "model": f"{type(model).__module__}.{type(model).__qualname__}"}
+    digest = hashlib.sha256(json.dumps(header, sort_keys=True).encode())
+    digest.update(text_key(loaded.tokenizer.to_json()).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"|{name}|{flat.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(flat.view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+class CacheError(ValueError):
+    """A persisted item-vector cache is damaged or belongs to another model (it is rebuilt, never trusted)."""
+
+
+class ItemVectorCache:
+    """Item vectors of one loaded model keyed by a hash of the item text, optionally persisted per model.
+
+    Without `directory` it lives in memory for one run (or one caller that passes it to several calls). With
+    `directory`, vectors are read at construction from `<directory>/<model fingerprint>/` (a safetensors
+    matrix and a JSON index of item id -> text sha256 -> row) and `save()` writes back the items seen since,
+    so the next run encodes only new or changed items. A damaged, tampered or foreign cache is detected (file
+    sha256, fingerprint, shape, finiteness), logged as a warning and rebuilt; nothing is ever unpickled.
+    `reused` / `computed` count vectors served from the cache and texts encoded by the model.
     """
 
-    def __init__(self, loaded: LoadedModel):
+    def __init__(self, loaded: LoadedModel, directory: str | os.PathLike | None = None, *,
+                 model_version_id: int | None = None):
         self.loaded = loaded
-        self._vectors: dict[str, torch.Tensor] = {}
+        self.model_version_id = model_version_id
+        self._vectors: dict[str, torch.Tensor] = {}  # text key -> (D,) float32 CPU vector
+        self._items: dict[str, str] = {}  # item id -> text key of the items seen since loading (what save writes)
+        self._stored: dict[str, str] = {}  # item id -> text key as found on disk
+        self.reused = 0
+        self.computed = 0
+        self.fingerprint = model_fingerprint(loaded) if directory is not None else None
+        self.folder = (Path(directory) / self.fingerprint[:32]) if self.fingerprint else None
+        if self.folder is not None:
+            self._stored = self._load()
 
     @staticmethod
     def key(text: str) -> str:
-        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+        return text_key(text)
 
-    def vectors(self, texts: Sequence[str]) -> torch.Tensor:
-        """(N, D) vectors of `texts`, encoding only those not cached yet."""
+    @property
+    def dim(self) -> int:
+        return int(self.loaded.model.dim)
+
+    def vectors(self, texts: Sequence[str], item_ids: Sequence[Any] | None = None) -> torch.Tensor:
+        """(N, D) vectors of `texts`, encoding only those not cached yet; `item_ids` (one per text) mark what
+        `save()` persists."""
+        if item_ids is not None and len(item_ids) != len(texts):
+            raise ValueError(f"{len(item_ids)} item ids for {len(texts)} texts")
         keys = [self.key(text) for text in texts]
         missing = {k: text for k, text in zip(keys, texts) if k not in self._vectors}
         if missing:
             fresh = encode_items(self.loaded.model, self.loaded.tokenizer, list(missing.values()),
-                                 self.loaded.max_len).cpu()
+                                 self.loaded.max_len).detach().float().cpu()
             self._vectors.update(zip(missing, fresh))
+        self.computed += len(missing)
+        self.reused += len(keys) - len(missing)  # a text repeated in this call is encoded once, then reused
+        if item_ids is not None:
+            self._items.update(zip((str(i) for i in item_ids), keys))
         if not keys:
-            return torch.zeros(0, self.loaded.model.dim)
+            return torch.zeros(0, self.dim)
         return torch.stack([self._vectors[k] for k in keys])
 
     def __len__(self) -> int:
         return len(self._vectors)
+
+    # --- persistence --------------------------------------------------------------------------------------------
+
+    def _load(self) -> dict[str, str]:
+        """Vectors found on disk into memory; item id -> text key. A bad cache is dropped with a warning."""
+        assert self.folder is not None
+        index_path = self.folder / CACHE_INDEX
+        if not index_path.exists():
+            return {}
+        try:
+            items, matrix = self._read(index_path)
+        except (OSError, ValueError, KeyError, TypeError, SafetensorError) as error:
+            log.warning("item-vector cache %s is unusable (%s); rebuilding it", self.folder, error)
+            return {}
+        stored = {item: key for item, key in items}
+        self._vectors.update(zip((key for _, key in items), matrix))
+        log.info("item-vector cache %s: %d vectors loaded", self.folder, len(items))
+        return stored
+
+    def _read(self, index_path: Path) -> tuple[list[tuple[str, str]], torch.Tensor]:
+        """Parse and verify the index and its vectors file (raises CacheError, OSError, ValueError, ...)."""
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+        if not isinstance(index, dict) or index.get("format") != CACHE_FORMAT:
+            raise CacheError(f"format {index.get('format') if isinstance(index, dict) else None!r}, "
+                             f"expected {CACHE_FORMAT}")
+        if index.get("model") != self.fingerprint:
+            raise CacheError("written for another model")
+        items = [(str(item), str(key)) for item, key in index["items"]]
+        name = str(index["file"])
+        if Path(name).name != name or not name.endswith(".safetensors"):
+            raise CacheError(f"bad vectors file name {name!r}")
+        path = self.folder / name
+        if sha256_file(path) != index["sha256"]:
+            raise CacheError(f"{name}: sha256 mismatch")
+        matrix = load_file(str(path)).get(CACHE_TENSOR)
+        expected = (len(items), self.dim)
+        if matrix is None or tuple(matrix.shape) != expected or matrix.dtype != torch.float32:
+            shape = None if matrix is None else (tuple(matrix.shape), str(matrix.dtype))
+            raise CacheError(f"{name}: vectors {shape}, expected {expected} float32")
+        if not torch.isfinite(matrix).all():
+            raise CacheError(f"{name}: non-finite values")
+        return items, matrix
+
+    def save(self) -> bool:
+        """Persist the vectors of the items seen since loading (atomically); False when there is nothing to write,
+        no directory, or the write failed (logged: a cache that cannot be written only costs the next run time)."""
+        if self.folder is None or not self._items or self._items == self._stored:
+            return False
+        try:
+            self._write()
+        except OSError as error:
+            log.warning("could not write the item-vector cache %s: %s", self.folder, error)
+            return False
+        self._stored = dict(self._items)
+        return True
+
+    def _write(self) -> None:
+        """Vectors file under a content-addressed name first, then the index (os.replace), then old files."""
+        assert self.folder is not None
+        self.folder.mkdir(parents=True, exist_ok=True)
+        items = sorted(self._items.items())
+        matrix = (torch.stack([self._vectors[key] for _, key in items]) if items
+                  else torch.zeros(0, self.dim)).contiguous()
+        temporary = self.folder / f".tmp-{uuid.uuid4().hex}"
+        save_file({CACHE_TENSOR: matrix}, str(temporary))
+        digest = sha256_file(temporary)
+        name = f"vectors-{digest[:16]}.safetensors"
+        os.replace(temporary, self.folder / name)
+        index = {"format": CACHE_FORMAT, "model": self.fingerprint, "model_version_id": self.model_version_id,
+                 "file": name, "sha256": digest, "shape": list(matrix.shape), "updated_at": utcnow().isoformat(),
+                 "items": [[item, key] for item, key in items]}
+        temporary.with_suffix(".json").write_text(json.dumps(index), encoding="utf-8")
+        os.replace(temporary.with_suffix(".json"), self.folder / CACHE_INDEX)
+        for old in self.folder.glob("vectors-*.safetensors"):
+            if old.name != name:
+                old.unlink(missing_ok=True)
+        log.info("item-vector cache %s: %d vectors saved", self.folder, len(items))
 
 
 @dataclass
@@ -231,12 +376,14 @@ def _finish(url: str, run_id: int, status: str) -> None:
 def recommend_all(url: str, loaded_model: LoadedModel, model_version_id: int | None, *, top_k: int = 10,
                   history: int = 10, weights: Mapping[str, float] | None = None, category_cap: int | None = None,
                   half_life_days: float = DEFAULT_HALF_LIFE_DAYS, now: datetime | None = None,
-                  cache: ItemVectorCache | None = None) -> RecommendSummary:
+                  cache: ItemVectorCache | None = None, cache_dir: str | os.PathLike | None = None
+                  ) -> RecommendSummary:
     """Top `top_k` unseen items for every user, written as one new complete run (see module doc).
 
     `weights`: {model, popularity, freshness} (missing keys take DEFAULT_WEIGHTS; pass conf
     `recommend.weights`). `history`: recent positives fed to the user tower. `category_cap`: at most this many
     items of one category per user. `now`: the reference time for freshness (default: current UTC time).
+    `cache_dir`: keep item vectors there between runs (conf `recommend.cache_dir`); `cache`: a ready cache instead.
     """
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
@@ -256,8 +403,12 @@ def recommend_all(url: str, loaded_model: LoadedModel, model_version_id: int | N
         with session_scope(url) as session:
             snapshot = read_snapshot(session, history, _task_setting(loaded_model, "positive_events", POSITIVE_EVENTS),
                                      _task_setting(loaded_model, "min_rating", MIN_RATING))
-        cache = cache or ItemVectorCache(loaded_model)
-        vectors = cache.vectors(snapshot.texts)  # (N, D) on CPU
+        if cache is None:
+            cache = ItemVectorCache(loaded_model, cache_dir, model_version_id=model_version_id)
+        reused, computed = cache.reused, cache.computed
+        vectors = cache.vectors(snapshot.texts, snapshot.item_external_ids)  # (N, D) on CPU
+        cache.save()  # before writing rows: the vectors stay valid even if this run fails later
+        reused, computed = cache.reused - reused, cache.computed - computed
         pop = popularity(snapshot.positive_users)
         fresh = freshness(snapshot.created_at, now, half_life_days)
         rows: list[dict[str, Any]] = []
@@ -285,9 +436,10 @@ def recommend_all(url: str, loaded_model: LoadedModel, model_version_id: int | N
         _finish(url, run_id, "failed")
         raise
     summary = RecommendSummary(users=len(snapshot.user_ids), items=len(snapshot.item_ids), rows=len(rows),
-                               seconds=time.perf_counter() - started, run_id=run_id)
-    log.info("recommendation run %d: %d rows for %d users over %d items in %.2fs", run_id, summary.rows,
-             summary.users, summary.items, summary.seconds)
+                               seconds=time.perf_counter() - started, run_id=run_id, vectors_reused=reused,
+                               vectors_computed=computed)
+    log.info("recommendation run %d: %d rows for %d users over %d items in %.2fs (item vectors: %d reused, "
+             "%d computed)", run_id, summary.rows, summary.users, summary.items, summary.seconds, reused, computed)
     return summary
 
 
@@ -333,8 +485,9 @@ def users_for_new_item(url: str, loaded_model: LoadedModel, text: str, top_n: in
                                  _task_setting(loaded_model, "min_rating", MIN_RATING))
     if not snapshot.user_ids:
         return []
-    cache = cache or ItemVectorCache(loaded_model)
-    catalog = cache.vectors(snapshot.texts)
+    if cache is None:  # not `cache or ...`: an empty cache is falsy (__len__) and must still be filled
+        cache = ItemVectorCache(loaded_model)
+    catalog = cache.vectors(snapshot.texts, snapshot.item_external_ids)
     new = encode_items(loaded_model.model, loaded_model.tokenizer, [text], loaded_model.max_len).cpu()[0]
     users = user_vectors(loaded_model, catalog, snapshot.histories)
     new_scores = (users @ new).double().numpy()

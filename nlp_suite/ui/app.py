@@ -1,8 +1,12 @@
-"""The Gradio app: **Chat** (customer-service bot) and **Monitor** (entity sentiment over time and open alerts).
+"""The Gradio app: **Chat** (customer-service bot), **Monitor** (entity sentiment over time and open alerts) and
+**Recommendations** (a user's history and latest recommendations with score components; cold-start reach of a
+new item).
 
-`launch(cfg)` loads the active reply model once through the registry, builds the `ReplyService`, enables the queue
-with `cfg.ui.concurrency` workers per event and serves on `cfg.ui.host:cfg.ui.port`. `build_app(cfg, service)`
-only wires components; the logic lives in `nlp_suite.chat` and `nlp_suite.ui.queries`.
+`launch(cfg)` loads the active reply model and the active recommendation model once through the registry, builds
+the `ReplyService` and the `Recommender`, enables the queue with `cfg.ui.concurrency` workers per event and serves
+on `cfg.ui.host:cfg.ui.port`. `build_app(cfg, service, recommender)` only wires components; the logic lives in
+`nlp_suite.chat`, `nlp_suite.recommend` and `nlp_suite.ui.queries`, and the tabs' view functions
+(`monitor_view`, `recommendations_view`, `user_view`, `reach_view`) are plain functions that never raise.
 
 API (gradio_client): the chat is the ChatInterface's endpoint, named after its function, **`/respond`**
 (Gradio 6 gives a ChatInterface `api_name=fn.__name__` when none is set). It takes the message and the
@@ -29,7 +33,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # never look up exte
 import html  # noqa: E402
 import logging  # noqa: E402
 import re  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
 from typing import Any, Iterator  # noqa: E402
 
 import gradio as gr  # noqa: E402
@@ -40,6 +46,11 @@ from sqlalchemy.exc import SQLAlchemyError  # noqa: E402
 
 from nlp_suite.chat.service import BotReply, ReplyService  # noqa: E402
 from nlp_suite.config import db_url  # noqa: E402
+from nlp_suite.paths import resolve  # noqa: E402
+from nlp_suite.recommend.batch import ItemVectorCache, users_for_new_item  # noqa: E402
+from nlp_suite.storage.session import session_scope  # noqa: E402
+from nlp_suite.training import registry  # noqa: E402
+from nlp_suite.training.checkpoint import CheckpointError, LoadedModel  # noqa: E402
 from nlp_suite.training.registry import RegistryError  # noqa: E402
 from nlp_suite.ui import queries  # noqa: E402
 
@@ -51,6 +62,12 @@ STREAM_DELAY_S = 0.02  # pause between chunks, so the reply visibly streams
 ERROR_TEXT = "Sorry, something went wrong on our side. Please try again in a moment."
 UNAVAILABLE_TEXT = ("The chatbot is not available: no active reply model. "
                     "Train one with `nlp-suite train task=reply` and restart the app.")
+NO_RECOMMENDER_TEXT = ("No recommendation model is loaded: train one with `nlp-suite train task=recommend` "
+                       "and restart the app.")
+NO_RUN_TEXT = "No recommendation run yet: run `nlp-suite recommend` (the nightly batch) to fill this tab."
+REACH_COLUMNS = ["user_id", "would_rank", "z", "score", "history"]
+REACH_USERS = 10  # users listed for a new item
+MAX_ITEM_CHARS = 5000  # longer new-item texts get a friendly refusal (same bound as ingestion)
 
 
 # ---------------------------------------------------------------------- escaping
@@ -162,11 +179,158 @@ def monitor_view(url: str, entity: str | None, start: Any, end: Any) -> tuple[li
     return choices, message, sentiment_figure(series, alerts, "No scored documents in this range"), alerts
 
 
+# ---------------------------------------------------------------------- recommendation helpers
+
+
+@dataclass
+class Recommender:
+    """The active recommendation model, loaded once per app, with one item-vector cache for all requests."""
+
+    version_id: int
+    name: str
+    loaded: LoadedModel
+    cache: ItemVectorCache
+    history: int = 10
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> "Recommender":
+        """Load the active `recommend` version (raises RegistryError when there is none).
+
+        The cache reads the vectors the nightly batch persisted (`recommend.cache_dir`), so the first cold-start
+        request does not encode the whole catalog; the app never writes it back (the batch owns those files).
+        """
+        with session_scope(db_url(cfg)) as session:
+            version = registry.active_version(session, "recommend")
+            if version is None:
+                raise RegistryError("no active recommend model; train one with `nlp-suite train task=recommend`")
+            version_id, name = version.id, version.name
+            loaded = registry.load_version(version)
+        cache_dir = cfg.recommend.get("cache_dir")
+        cache = ItemVectorCache(loaded, resolve(cache_dir) if cache_dir else None, model_version_id=version_id)
+        return cls(version_id, name, loaded, cache, int(cfg.recommend.history))
+
+    def reach(self, url: str, text: str, top_n: int = REACH_USERS) -> list[dict[str, Any]]:
+        """The users a new item would reach (serialised: the shared cache and model are not worth racing on)."""
+        with self.lock:
+            return users_for_new_item(url, self.loaded, text, top_n, history=self.history, cache=self.cache)
+
+
+def load_recommender(cfg: DictConfig) -> Recommender | None:
+    """The app's recommender, or None (logged) when no usable recommendation model is active."""
+    try:
+        return Recommender.from_config(cfg)
+    except (RegistryError, CheckpointError, OSError, ValueError, SQLAlchemyError) as error:
+        log.warning("cold-start recommendations disabled: %s", error)
+        return None
+
+
+def components_figure(recommendations: pd.DataFrame, message: str = "") -> Figure:
+    """Grouped bars of the score components per recommended item (by rank), the final score as a black dot."""
+    figure = Figure(figsize=(9, 3.2), layout="constrained")
+    axes = figure.add_subplot()
+    axes.set_ylabel("score")
+    if recommendations.empty:
+        axes.text(0.5, 0.5, message or "No recommendations", ha="center", va="center", transform=axes.transAxes)
+        axes.set_xticks([])
+        return figure
+    positions = list(range(len(recommendations)))
+    width = 0.8 / len(queries.COMPONENTS)
+    for offset, name in enumerate(queries.COMPONENTS):
+        axes.bar([x + (offset - 1) * width for x in positions], recommendations[name], width, label=name)
+    axes.scatter(positions, recommendations["final"], color="black", marker="D", s=18, zorder=3, label="final")
+    axes.axhline(0, color="grey", linewidth=0.8)
+    axes.set_xticks(positions, [f"#{rank}" for rank in recommendations["rank"]])
+    axes.set_xlabel("recommendation rank")
+    axes.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")  # outside: never hides a bar
+    axes.grid(axis="y", alpha=0.3)
+    return figure
+
+
+def _empty_user_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
+    return pd.DataFrame(columns=queries.HISTORY_COLUMNS), pd.DataFrame(columns=queries.RECOMMENDATION_COLUMNS)
+
+
+def _run_line(run: dict[str, Any]) -> str:
+    """'run 7 (model `recommend-…`, finished 2024-07-01 02:00 UTC)'."""
+    model = f"model `{html.escape(run['model'])}`" if run.get("model") else "no registered model"
+    finished = pd.Timestamp(run["finished_at"]).strftime("%Y-%m-%d %H:%M UTC") if run.get("finished_at") else "?"
+    return f"run {run['id']} ({model}, finished {finished})"
+
+
+def recommendations_view(url: str) -> tuple[list[str], str]:
+    """User choices (those of the newest complete run) and a status line for the Recommendations tab. Never raises."""
+    try:
+        run = queries.latest_recommendation_run(url)
+        users = queries.recommended_users(url) if run else []
+    except (SQLAlchemyError, ValueError, TypeError) as error:
+        log.exception("recommendations query failed")
+        return [], f"The recommendations could not be read from the database: {html.escape(type(error).__name__)}."
+    if run is None:
+        return [], NO_RUN_TEXT
+    return users, f"{len(users):,} users with recommendations in {_run_line(run)}. Pick a user."
+
+
+def user_view(url: str, user: str | None) -> tuple[str, pd.DataFrame, pd.DataFrame, Figure]:
+    """Status, recent history, latest recommendations (with components) and their bar plot for one user.
+
+    Never raises: an unknown user, no run or an unreadable database give empty tables and a message.
+    """
+    history, recommendations = _empty_user_frames()
+    if not user:
+        return "Pick a user to see their history and recommendations.", history, recommendations, \
+            components_figure(recommendations, "No user selected")
+    who = html.escape(user)
+    try:
+        run = queries.latest_recommendation_run(url)
+        history = queries.user_history(url, user)
+        recommendations = queries.user_recommendations(url, user)
+    except (SQLAlchemyError, ValueError, TypeError) as error:
+        log.exception("recommendations query failed")
+        history, recommendations = _empty_user_frames()
+        return (f"The recommendations could not be read from the database: {html.escape(type(error).__name__)}.",
+                history, recommendations, components_figure(recommendations, "Database unavailable"))
+    if run is None:
+        message = NO_RUN_TEXT
+    elif recommendations.empty:
+        message = f"No recommendations for user `{who}` in {_run_line(run)}."
+    else:
+        message = (f"{len(recommendations)} recommendations for user `{who}` from {_run_line(run)}; "
+                   f"{len(history)} most recent interactions shown.")
+    return message, history, recommendations, components_figure(recommendations, "No recommendations")
+
+
+def reach_view(url: str, recommender: Recommender | None, text: str | None, top_n: int = REACH_USERS
+               ) -> tuple[str, pd.DataFrame]:
+    """Cold start: the users a new item (typed as text) would reach, best first, with a status line. Never raises."""
+    empty = pd.DataFrame(columns=REACH_COLUMNS)
+    if recommender is None:
+        return NO_RECOMMENDER_TEXT, empty
+    text = (text or "").strip()
+    if not text:
+        return "Type the new item's text (title, tags, description) to see which users it would reach.", empty
+    if len(text) > MAX_ITEM_CHARS:
+        return f"That text is too long ({len(text):,} characters; at most {MAX_ITEM_CHARS:,}).", empty
+    try:
+        reach = recommender.reach(url, text, top_n)
+    except (SQLAlchemyError, ValueError, TypeError, RuntimeError) as error:
+        log.exception("cold-start reach failed")
+        return f"The new item could not be scored: {html.escape(type(error).__name__)}.", empty
+    if not reach:
+        return "No users yet: load a catalog with interactions first.", empty
+    frame = pd.DataFrame(reach, columns=REACH_COLUMNS)
+    return (f"The {len(frame)} users this item would reach best (model `{html.escape(recommender.name)}`). "
+            "`would_rank`: where it would land among the items they have not seen; `z`: its score against "
+            "their scores over the catalog."), frame
+
+
 # ---------------------------------------------------------------------- app
 
 
-def build_app(cfg: DictConfig, reply_service: ReplyService | None = None) -> gr.Blocks:
-    """The two-tab Blocks app; without a service the Chat tab explains that no reply model is active."""
+def build_app(cfg: DictConfig, reply_service: ReplyService | None = None,
+              recommender: Recommender | None = None) -> gr.Blocks:
+    """The three-tab Blocks app; without a service the Chat tab explains that no reply model is active, without a
+    recommender the Recommendations tab still shows the stored runs and explains that cold start is off."""
     url = db_url(cfg)
 
     def respond(message: str, history: list, show_details: bool, chat_state: dict | None):
@@ -209,6 +373,21 @@ def build_app(cfg: DictConfig, reply_service: ReplyService | None = None) -> gr.
         value = entity if entity in choices else ALL_ENTITIES
         return gr.Dropdown(choices=[ALL_ENTITIES, *choices], value=value), message, figure, alerts
 
+    def refresh_recommendations(user: str | None):
+        """Reload the user choices and status; keep the selected user (else the first one) and show them."""
+        choices, message = recommendations_view(url)
+        value = user if user in choices else (choices[0] if choices else None)
+        _, history, recommendations, figure = user_view(url, value)
+        return gr.Dropdown(choices=choices, value=value), message, history, recommendations, figure
+
+    def show_user(user: str | None):
+        """One user's history, recommendations and components plot."""
+        return user_view(url, user)
+
+    def reach_new_item(text: str | None):
+        """Which users a new item would reach."""
+        return reach_view(url, recommender, text)
+
     with gr.Blocks(title="NLP Suite") as app:
         gr.Markdown("# NLP Suite")
         with gr.Tab("Chat"):
@@ -243,11 +422,45 @@ def build_app(cfg: DictConfig, reply_service: ReplyService | None = None) -> gr.
             monitor_io = dict(fn=refresh_monitor, inputs=[entity, start, end], outputs=[entity, status, plot, table])
             refresh.click(**monitor_io, api_name="refresh_monitor")
             app.load(**monitor_io, api_visibility="undocumented")
+        with gr.Tab("Recommendations"):
+            rec_status = gr.Markdown("Loading…")
+            with gr.Row():
+                user = gr.Dropdown([], value=None, label="User (type to search)", filterable=True,
+                                   allow_custom_value=False)
+                rec_refresh = gr.Button("Refresh", variant="primary")
+            user_status = gr.Markdown()
+            with gr.Row():
+                history_table = gr.Dataframe(pd.DataFrame(columns=queries.HISTORY_COLUMNS), label="Recent history",
+                                             interactive=False, wrap=True)
+                rec_table = gr.Dataframe(pd.DataFrame(columns=queries.RECOMMENDATION_COLUMNS), interactive=False,
+                                         label="Latest recommendations (final = model + popularity + freshness)",
+                                         wrap=True)
+            components_plot = gr.Plot(label="Score components per recommended item")
+            gr.Markdown("### Cold start: which users would a new item reach?")
+            if recommender is None:
+                gr.Markdown(f"**{NO_RECOMMENDER_TEXT}**")
+            new_item = gr.Textbox(label="New item text", lines=3, max_length=MAX_ITEM_CHARS,
+                                  placeholder="e.g. Sourdough starter kit. baking, bread. Everything to bake at home.")
+            reach_button = gr.Button("Find users")
+            reach_status = gr.Markdown()
+            reach_table = gr.Dataframe(pd.DataFrame(columns=REACH_COLUMNS), label="Users it would reach",
+                                       interactive=False)
+            rec_io = dict(fn=refresh_recommendations, inputs=[user],
+                          outputs=[user, rec_status, history_table, rec_table, components_plot])
+            rec_refresh.click(**rec_io, api_name="refresh_recommendations")
+            app.load(**rec_io, api_visibility="undocumented")
+            # .input, not .change: a refresh that sets the value must not query the same user twice.
+            user.input(show_user, [user], [user_status, history_table, rec_table, components_plot],
+                       api_name="user_recommendations")
+            reach_io = dict(fn=reach_new_item, inputs=[new_item], outputs=[reach_status, reach_table])
+            reach_button.click(**reach_io, api_name="reach_new_item")
+            new_item.submit(**reach_io, api_visibility="undocumented")
     return app
 
 
 def launch(cfg: DictConfig, *, block: bool = True) -> gr.Blocks:
-    """Load the active reply model once, build the app, enable the queue and serve on cfg.ui.host:cfg.ui.port.
+    """Load the active reply and recommendation models once, build the app, enable the queue and serve on
+    cfg.ui.host:cfg.ui.port.
 
     With `block=False` it returns right after the server starts (call `app.close()` to stop it).
     """
@@ -256,7 +469,7 @@ def launch(cfg: DictConfig, *, block: bool = True) -> gr.Blocks:
     except (RegistryError, OSError, ValueError, SQLAlchemyError) as error:
         log.warning("chat disabled: %s", error)
         service = None
-    app = build_app(cfg, service)
+    app = build_app(cfg, service, load_recommender(cfg))
     app.queue(default_concurrency_limit=int(cfg.ui.concurrency))
     app.launch(server_name=str(cfg.ui.host), server_port=int(cfg.ui.port), prevent_thread_lock=not block,
                show_error=True, quiet=True, auth=parse_auth(cfg.ui.get("auth")))

@@ -7,6 +7,13 @@
 - `open_alerts(url, entity, start, end)`: open alerts with ALERT_COLUMNS, newest first (`evidence` = the evidence
   documents' texts joined with " | ").
 
+Behind the Recommendations tab (the newest *complete* run, as `nlp_suite.recommend.batch` defines it):
+
+- `latest_recommendation_run(url)`: id, finish time and model of that run, or None.
+- `recommended_users(url)`: external ids of the users it has recommendations for.
+- `user_history(url, user)`: the user's most recent interactions with HISTORY_COLUMNS, newest first.
+- `user_recommendations(url, user)`: their recommendations with RECOMMENDATION_COLUMNS (score components).
+
 Dates: `start`/`end` accept a datetime, date, ISO string, POSIX timestamp or None and filter whole UTC days,
 both inclusive. Every function returns an empty frame with the documented columns when there is nothing to show.
 """
@@ -18,12 +25,18 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import and_, select
 
-from nlp_suite.storage.models import Alert, Document, DocumentEntity, ModelVersion, SentimentScore
+from nlp_suite.recommend.batch import latest_recommendations, latest_run_id
+from nlp_suite.storage.models import (Alert, Document, DocumentEntity, Interaction, Item, ModelVersion,
+                                      Recommendation, RecommendationRun, SentimentScore, User)
 from nlp_suite.storage.session import session_factory
 
 SERIES_COLUMNS = ["entity", "day", "documents", "negatives", "negative_share"]
 ALERT_COLUMNS = ["id", "entity", "bucket_start", "bucket_end", "severity", "negative_share", "baseline_share",
                  "z_score", "negative_count", "total_count", "evidence"]
+HISTORY_COLUMNS = ["occurred_at", "item_id", "title", "category", "event", "value"]
+RECOMMENDATION_COLUMNS = ["rank", "item_id", "title", "category", "model", "popularity", "freshness", "final"]
+COMPONENTS = ["model", "popularity", "freshness"]  # the weighted terms a final score is the sum of
+HISTORY_ROWS = 20  # interactions shown per user
 NEGATIVE = "negative"
 EVIDENCE_CHARS = 300  # each evidence text is cut to this length in the table
 
@@ -48,15 +61,20 @@ def _range(start: DateLike, end: DateLike) -> tuple[datetime | None, datetime | 
     return first, (last + timedelta(days=1)) if last is not None else None
 
 
-def active_sentiment_version(url: str) -> tuple[int, str] | None:
-    """(id, name) of the active sentiment model version, or None when there is none."""
+def active_version(url: str, task: str) -> tuple[int, str] | None:
+    """(id, name) of the active model version of `task`, or None when there is none."""
     with session_factory(url)() as session:
         row = session.execute(
             select(ModelVersion.id, ModelVersion.name)
-            .where(ModelVersion.task == "sentiment", ModelVersion.status == "active")
+            .where(ModelVersion.task == task, ModelVersion.status == "active")
             .order_by(ModelVersion.id.desc()).limit(1)
         ).first()
     return (int(row.id), str(row.name)) if row else None
+
+
+def active_sentiment_version(url: str) -> tuple[int, str] | None:
+    """(id, name) of the active sentiment model version, or None when there is none."""
+    return active_version(url, "sentiment")
 
 
 def entities(url: str) -> list[str]:
@@ -125,3 +143,52 @@ def open_alerts(url: str, entity: str | None = None, start: DateLike = None, end
         for a in alerts
     ]
     return pd.DataFrame(rows, columns=ALERT_COLUMNS)
+
+
+# ---------------------------------------------------------------------- recommendations
+
+
+def latest_recommendation_run(url: str) -> dict[str, Any] | None:
+    """{id, finished_at, model_version_id, model} of the newest complete run, or None."""
+    with session_factory(url)() as session:
+        run_id = latest_run_id(session)
+        if run_id is None:
+            return None
+        run = session.get(RecommendationRun, run_id)
+        version = session.get(ModelVersion, run.model_version_id) if run.model_version_id is not None else None
+        return {"id": run.id, "finished_at": run.finished_at, "model_version_id": run.model_version_id,
+                "model": version.name if version else None}
+
+
+def recommended_users(url: str) -> list[str]:
+    """External ids of the users with recommendations in the newest complete run, sorted."""
+    with session_factory(url)() as session:
+        run_id = latest_run_id(session)
+        if run_id is None:
+            return []
+        return list(session.scalars(select(User.external_id).distinct()
+                                    .join(Recommendation, Recommendation.user_id == User.id)
+                                    .where(Recommendation.run_id == run_id).order_by(User.external_id)))
+
+
+def user_history(url: str, user: str, limit: int = HISTORY_ROWS) -> pd.DataFrame:
+    """The user's `limit` most recent interactions (any event), newest first."""
+    query = (select(Interaction.occurred_at, Item.external_id, Item.title, Item.category, Interaction.event,
+                    Interaction.value)
+             .join(Item, Item.id == Interaction.item_id).join(User, User.id == Interaction.user_id)
+             .where(User.external_id == user)
+             .order_by(Interaction.occurred_at.desc(), Interaction.id.desc()).limit(limit))
+    with session_factory(url)() as session:
+        rows = session.execute(query).all()
+    frame = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+    if not frame.empty:
+        frame["occurred_at"] = pd.to_datetime(frame["occurred_at"], utc=True)
+    return frame
+
+
+def user_recommendations(url: str, user: str) -> pd.DataFrame:
+    """The user's recommendations of the newest complete run, best first, one column per score component."""
+    rows = [{"rank": r["rank"], "item_id": r["item_id"], "title": r["title"], "category": r["category"],
+             **{name: float(r["components"].get(name, 0.0)) for name in COMPONENTS}, "final": float(r["score"])}
+            for r in latest_recommendations(url, user)]
+    return pd.DataFrame(rows, columns=RECOMMENDATION_COLUMNS)

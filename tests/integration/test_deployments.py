@@ -23,7 +23,11 @@ def test_deployments_register_with_their_crons(prefect_server):
             return [await client.read_deployment(i) for i in ids]
 
     registered = {d.name: d for d in asyncio.run(read())}
-    assert set(registered) == {"ingest", "score", "alerts", "recommend", "train-sentiment"}
+    assert set(registered) == {"ingest", "score", "rescore", "alerts", "recommend", "train-sentiment"}
     assert registered["alerts"].schedules[0].schedule.cron == schedules.alerts
     assert registered["recommend"].schedules[0].schedule.cron == schedules.recommend
     assert registered["train-sentiment"].parameters == {"overrides": ["train.epochs=1", "task=sentiment"]}
+    assert registered["score"].parameters == {"overrides": ["train.epochs=1", "score.scope=new"]}
+    assert registered["rescore"].parameters == {"overrides": ["train.epochs=1", "score.scope=backfill"]}
+    limit = registered["rescore"].global_concurrency_limit
+    assert registered["rescore"].concurrency_limit == 1 or (limit is not None and limit.limit == 1)

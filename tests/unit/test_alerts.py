@@ -116,6 +116,21 @@ def test_planted_burst_gives_one_alert_with_evidence(burst):
     assert sent["id"] == alert.id and sent["entity"] == "ACME" and sent["evidence"] == evidence
 
 
+def test_evidence_carries_the_words_that_drove_each_score(burst):
+    url, version = burst
+    explained: list[str] = []
+
+    def explainer(text: str) -> list[dict]:
+        explained.append(text)
+        return [{"word": text.split()[-1], "weight": 0.4}]
+
+    detect_alerts(url, version, explainer=explainer)
+    [alert] = stored_alerts(url)
+    assert len(explained) == 3  # only the evidence documents are explained, not every document
+    for item in alert.evidence:
+        assert item["words"] == [{"word": item["text"].split()[-1], "weight": 0.4}]
+
+
 def test_rerun_creates_no_duplicate_and_does_not_renotify(burst):
     url, version = burst
     notifier = Recorder()

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -9,7 +11,7 @@ import pytest
 from rich.console import Console
 from sqlalchemy import func, select
 
-from nlp_suite.monitoring.scoring import Predictor, ScoringSummary, score_unscored
+from nlp_suite.monitoring.scoring import Partition, Predictor, ScoringSummary, score_unscored
 from nlp_suite.storage import migrate
 from nlp_suite.storage.models import Document, ModelVersion, SentimentScore
 from nlp_suite.storage.session import session_scope
@@ -200,3 +202,58 @@ def test_each_run_is_recorded_in_scoring_runs_including_failures(tmp_path):
         runs = session.scalars(select(ScoringRun).order_by(ScoringRun.id)).all()
         assert [(r.status, r.documents) for r in runs] == [("failed", 0), ("complete", 5)]
         assert runs[1].finished_at is not None and runs[1].docs_per_second == summary.docs_per_second
+
+
+def test_partitions_are_disjoint_and_cover_every_document(db):
+    url, version = db
+    counts = [score_unscored(url, version, KeywordPredictor(), chunk_size=4, partition=Partition(i, 3)).documents
+              for i in range(3)]
+    assert sum(counts) == len(TEXTS) and all(counts)
+    assert scores_per_document(url, version) == {i: 1 for i in document_ids(url)}
+    with pytest.raises(ValueError, match="partition index"):
+        Partition(3, 3)
+
+
+def test_scopes_split_fresh_documents_from_backfill_after_a_promotion(db):
+    url, old = db
+    score_unscored(url, old, KeywordPredictor())
+    new = add_model_version(url, "sentiment-v2")
+    add_documents(url, ["fresh good news", "fresh bad news"], start=100)
+    fresh = score_unscored(url, new, KeywordPredictor(), scope="new")
+    assert fresh.documents == 2  # only what no version had scored
+    backfill = score_unscored(url, new, KeywordPredictor(), scope="backfill")
+    assert backfill.documents == len(TEXTS)
+    assert scores_per_document(url, new) == {i: 1 for i in document_ids(url)}
+    with pytest.raises(ValueError, match="scope must be one of"):
+        score_unscored(url, new, KeywordPredictor(), scope="everything")
+
+
+class SlowPredictor(KeywordPredictor):
+    """Sleeps per chunk, like a big model on a long backfill."""
+
+    def __init__(self, started: threading.Event, seconds: float) -> None:
+        super().__init__()
+        self.started, self.seconds = started, seconds
+
+    def predict_proba(self, texts):
+        self.started.set()
+        time.sleep(self.seconds)
+        return super().predict_proba(texts)
+
+
+def test_background_backfill_does_not_block_new_documents(db):
+    url, old = db
+    add_documents(url, [f"old story {i} good" for i in range(40)], start=1000)
+    score_unscored(url, old, KeywordPredictor())
+    new = add_model_version(url, "sentiment-v2")
+    started = threading.Event()
+    backfill = threading.Thread(target=score_unscored, args=(url, new, SlowPredictor(started, 0.3)),
+                                kwargs={"scope": "backfill", "chunk_size": 4})
+    backfill.start()  # 90 documents / 4 per chunk * 0.3 s: ~7 s of background work
+    assert started.wait(10)
+    add_documents(url, ["just in: bad news"], start=5000)
+    began = time.perf_counter()
+    assert score_unscored(url, new, KeywordPredictor(), scope="new").documents == 1
+    assert time.perf_counter() - began < 2.0 and backfill.is_alive()  # fresh news did not wait for the backfill
+    backfill.join(30)
+    assert scores_per_document(url, new) == {i: 1 for i in document_ids(url)}
