@@ -10,9 +10,12 @@ Rules, in order, for each user message of a session:
 4. The intent model ranks the intents. When the message alone is not confident enough but shares words with the
    knowledge base, it is ranked again together with the session's last `context_turns` user messages (follow-ups
    such as "and how long does that take?").
-5. **fallback**: top probability below `confidence_threshold`, or too few of the message's words occur anywhere in
-   the knowledge base's questions (`min_vocabulary_share`; a small intent model is confidently wrong on gibberish).
-   The fallback offers a human agent.
+5. **retrieval**, then **fallback**: top probability below `confidence_threshold`, or too few of the message's words
+   occur anywhere in the knowledge base's questions (`min_vocabulary_share`; a small intent model is confidently
+   wrong on gibberish). With a retrieval model (`nlp_suite.tasks.retrieval`, optional) the bot then looks for the
+   best knowledge-base passage (every entry's answer, including entries without example questions, i.e. plain FAQ
+   documents) and answers with it when its score reaches `retrieval_threshold` and enough of the message's words
+   occur in the knowledge base (questions and answers). Otherwise the fallback offers a human agent.
 6. **clarify**: the top two intents are closer than `ambiguity_gap`; the bot names both topics and the next message
    picks one ("the first", "the second", or words of a topic).
 7. **answer**: the intent's answer with placeholders filled from values the user gave earlier in the session
@@ -43,7 +46,9 @@ from nlp_suite.config import db_url
 from nlp_suite.storage.models import ChatMessage, ChatSession
 from nlp_suite.storage.session import insert_ignoring_conflicts, session_scope
 from nlp_suite.tasks.classification import TextClassifier
+from nlp_suite.tasks.retrieval import Retriever
 from nlp_suite.training import registry
+from nlp_suite.training.checkpoint import CheckpointError
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +107,7 @@ class BotReply:
     user_message_id: int = 0  # chat_messages.id of the user message
     candidates: list[tuple[str, float]] = field(default_factory=list)  # top intents with probabilities
     used_context: bool = False  # the intent came from the message together with earlier turns
+    retrieval_score: float | None = None  # set when the answer came from the retriever (blended score)
 
 
 @dataclass
@@ -115,6 +121,7 @@ class _Decision:
     used_context: bool = False
     handoff: bool = False
     remember: bool = True  # add the user message to the session's context
+    retrieval_score: float | None = None
 
 
 def _only(text: str, start: frozenset[str], allowed: frozenset[str]) -> bool:
@@ -140,7 +147,8 @@ class ReplyService:
 
     def __init__(self, classifier: TextClassifier, kb: KnowledgeBase, db_url: str, *,
                  confidence_threshold: float = 0.5, ambiguity_gap: float = 0.1, context_turns: int = 3,
-                 max_input_chars: int = 2000, min_vocabulary_share: float = 0.3, max_sessions: int = 10_000):
+                 max_input_chars: int = 2000, min_vocabulary_share: float = 0.3, max_sessions: int = 10_000,
+                 retriever: Retriever | None = None, retrieval_threshold: float | None = None):
         if not 0.0 <= confidence_threshold <= 1.0:
             raise ValueError(f"confidence_threshold must be in [0, 1], got {confidence_threshold}")
         if ambiguity_gap < 0 or context_turns < 0 or max_input_chars < 1 or max_sessions < 1:
@@ -156,6 +164,13 @@ class ReplyService:
         self.max_sessions = max_sessions
         self._sessions: OrderedDict[str, _SessionState] = OrderedDict()
         self._sessions_lock = threading.Lock()
+        self.retriever = retriever
+        self.retrieval_threshold = retrieval_threshold if retrieval_threshold is not None else (
+            retriever.threshold if retriever is not None else None)
+        self._indexed_version = -1  # knowledge-base version the retriever's passages come from
+        self._index_lock = threading.Lock()
+        self._passage_intents: list[str] = []
+        self._passage_vocabulary: frozenset[str] = frozenset()
         missing = sorted(set(classifier.labels) - set(kb.intents))
         if missing:
             log.warning("the reply model knows intents the knowledge base lacks: %s", missing)
@@ -164,8 +179,11 @@ class ReplyService:
     def from_config(cls, cfg: DictConfig, device: str = "cpu") -> "ReplyService":
         """Load the active reply model from the registry (once) and the knowledge base `data.faq`.
 
-        Threshold: `ui.confidence_threshold` when set, else the one the model was trained with (conf/task/reply).
-        Optional `ui` keys: ambiguity_gap, context_turns, max_input_chars, min_vocabulary_share,
+        Thresholds: `ui.confidence_threshold` / `ui.ambiguity_gap` when set, else the values tuned on validation and
+        stored with the model (model.json), else conf/task/reply's threshold and a 0.1 gap. The active `retrieval`
+        model, when there is one, answers questions no intent matches (`ui.retrieval_threshold` overrides its
+        validated threshold); without one the service works as before.
+        Optional `ui` keys: ambiguity_gap, context_turns, max_input_chars, min_vocabulary_share, retrieval_threshold,
         placeholder_defaults (placeholder name -> value, e.g. {"Customer Support Phone Number": "..."}).
         Raises RegistryError when no reply model is active.
         """
@@ -176,15 +194,21 @@ class ReplyService:
         ui = cfg.get("ui") or {}
         defaults = ui.get("placeholder_defaults") or {}
         kb = KnowledgeBase(cfg.data.faq, defaults={str(k): str(v) for k, v in dict(defaults).items()})
+        tuned = getattr(loaded.task, "tuned", None) or {}  # chosen on validation at training time
         threshold = ui.get("confidence_threshold")
         if threshold is None:
-            threshold = getattr(loaded.task, "confidence_threshold", 0.5)
-        log.info("reply service: model %s (version %d), %d intents in %s", version.name, version.id, len(kb),
-                 kb.path)
-        return cls(classifier, kb, url, confidence_threshold=float(threshold),
-                   ambiguity_gap=float(ui.get("ambiguity_gap", 0.1)), context_turns=int(ui.get("context_turns", 3)),
-                   max_input_chars=int(ui.get("max_input_chars", 2000)),
-                   min_vocabulary_share=float(ui.get("min_vocabulary_share", 0.3)))
+            threshold = tuned.get("confidence_threshold", getattr(loaded.task, "confidence_threshold", 0.5))
+        gap = ui.get("ambiguity_gap")
+        if gap is None:
+            gap = tuned.get("ambiguity_gap", 0.1)
+        retriever = load_retriever(url, device)
+        log.info("reply service: model %s (version %d), %d intents in %s; threshold %.2f, gap %.2f; retriever %s",
+                 version.name, version.id, len(kb), kb.path, float(threshold), float(gap),
+                 "on" if retriever else "off")
+        return cls(classifier, kb, url, confidence_threshold=float(threshold), ambiguity_gap=float(gap),
+                   context_turns=int(ui.get("context_turns", 3)), max_input_chars=int(ui.get("max_input_chars", 2000)),
+                   min_vocabulary_share=float(ui.get("min_vocabulary_share", 0.3)), retriever=retriever,
+                   retrieval_threshold=ui.get("retrieval_threshold"))
 
     # ------------------------------------------------------------------ public API
 
@@ -203,7 +227,8 @@ class ReplyService:
         return BotReply(session_id=session_id, text=decision.text, intent=decision.intent,
                         confidence=decision.confidence, kb_entry=decision.kb_entry, kind=decision.kind,
                         latency_ms=latency_ms, message_id=bot_id, user_message_id=user_id,
-                        candidates=decision.candidates, used_context=decision.used_context)
+                        candidates=decision.candidates, used_context=decision.used_context,
+                        retrieval_score=decision.retrieval_score)
 
     def feedback(self, message_id: int, value: int) -> None:
         """Store thumbs up (+1) or down (-1) on a bot message."""
@@ -308,6 +333,9 @@ class ReplyService:
 
         intent, confidence = ranked[0]
         if confidence < self.confidence_threshold or (share < self.min_vocabulary_share and not used_context):
+            retrieved = self._retrieve(state, text, candidates)
+            if retrieved is not None:
+                return retrieved
             state.offered_handoff = True
             return _Decision("fallback", FALLBACK_TEXT, intent=intent, confidence=confidence,
                              candidates=candidates, used_context=used_context)
@@ -336,6 +364,36 @@ class ReplyService:
                              used_context=used_context)
         return _Decision("answer", entry.render(state.slots), intent=intent, confidence=confidence,
                          kb_entry=intent, candidates=candidates, used_context=used_context)
+
+    def _retrieve(self, state: _SessionState, text: str, candidates: list[tuple[str, float]]) -> _Decision | None:
+        """The answer of the best-matching knowledge-base passage, when the retriever is sure enough; else None."""
+        if self.retriever is None or self.retrieval_threshold is None:
+            return None
+        self._index()
+        found = [word for word in words(text) if word not in STOPWORDS] or words(text)
+        known = sum(word in self._passage_vocabulary for word in found) / len(found) if found else 0.0
+        if known < self.min_vocabulary_share:  # gibberish can still land close to some passage
+            return None
+        hits = self.retriever.search(text, k=1)
+        if not hits or hits[0].score < self.retrieval_threshold:
+            return None
+        intent = self._passage_intents[hits[0].index]
+        decision = self._answer(state, intent, None, candidates)
+        decision.retrieval_score = hits[0].score
+        return decision
+
+    def _index(self) -> None:
+        """(Re)index the knowledge base's answers for the retriever when the file changed."""
+        with self._index_lock:
+            if self._indexed_version == self.kb.version:
+                return
+            entries = list(self.kb.entries.values())
+            self.retriever.index([entry.render() for entry in entries],
+                                 corpus=[q for entry in entries for q in entry.questions])
+            self._passage_intents = [entry.intent for entry in entries]
+            self._passage_vocabulary = self.kb.vocabulary | frozenset(
+                word for entry in entries for word in words(entry.render()))
+            self._indexed_version = self.kb.version
 
     def _rank(self, text: str) -> list[tuple[str, float]]:
         """Intents by descending probability."""
@@ -424,3 +482,17 @@ class ReplyService:
             session.add(bot)
             session.flush()
             return user.id, bot.id
+
+
+def load_retriever(url: str, device: str = "cpu") -> Retriever | None:
+    """The active retrieval model as a `Retriever`, or None when there is none (or it cannot be loaded)."""
+    with session_scope(url) as session:
+        version = registry.active_version(session, "retrieval")
+        if version is None:
+            return None
+        try:
+            loaded = registry.load_version(version, device=device)
+        except (CheckpointError, OSError, ValueError) as error:
+            log.warning("retrieval model %s not loaded (%s); answering without it", version.name, error)
+            return None
+    return Retriever.from_loaded(loaded)

@@ -58,7 +58,7 @@ log = logging.getLogger(__name__)
 
 ALL_ENTITIES = "All entities"
 STREAM_WORDS = 3  # words added per streamed chunk
-STREAM_DELAY_S = 0.02  # pause between chunks, so the reply visibly streams
+STREAM_DELAY_S = 0.02  # default pause between chunks (ui.stream_delay_ms), so the reply visibly streams
 ERROR_TEXT = "Sorry, something went wrong on our side. Please try again in a moment."
 UNAVAILABLE_TEXT = ("The chatbot is not available: no active reply model. "
                     "Train one with `nlp-suite train task=reply` and restart the app.")
@@ -332,6 +332,8 @@ def build_app(cfg: DictConfig, reply_service: ReplyService | None = None,
     """The three-tab Blocks app; without a service the Chat tab explains that no reply model is active, without a
     recommender the Recommendations tab still shows the stored runs and explains that cold start is off."""
     url = db_url(cfg)
+    delay_ms = cfg.ui.get("stream_delay_ms")
+    stream_delay = STREAM_DELAY_S if delay_ms is None else max(0.0, float(delay_ms) / 1000)
 
     def respond(message: str, history: list, show_details: bool, chat_state: dict | None):
         """Stream the bot's reply to `message` (already escaped by the textbox) as growing prefixes."""
@@ -353,7 +355,7 @@ def build_app(cfg: DictConfig, reply_service: ReplyService | None = None,
         for prefix in _chunks(shown):
             yield prefix, state
             if prefix != shown:
-                time.sleep(STREAM_DELAY_S)
+                time.sleep(stream_delay)
 
     def record_feedback(history: list, chat_state: dict | None, data: gr.LikeData) -> None:
         """Store a thumbs up/down on the bot message it was given to."""
