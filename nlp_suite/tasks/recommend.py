@@ -8,6 +8,14 @@
   is deliberately no per-user embedding: every user, new or old, is described by what they picked.
 * Score: dot product of user and item vectors.
 
+Two optional additions (off by default, on for MovieLens in `bench/recommend.py`):
+
+* `id_embedding`: an item-id embedding added to the text vector of warm items (items with a training positive).
+  During training the id part is dropped per item with probability `id_dropout`, so the text path alone stays a
+  good item vector: cold items (no id row, or an id the model never saw) are scored from text only.
+* `long_term`: the user tower adds a projection of the mean of all history vectors it is given (long-term taste)
+  to the GRU state (short-term, order-aware); with a longer `history` it sees more of the user.
+
 Training examples are (previous positives -> next positive) per user; the loss is softmax cross-entropy over
 [target + `negatives` sampled items], never sampling the user's own positives. Only the distinct items of a
 batch are encoded, so a step costs the same with 200 or 10,000 items. The last positive of each user with at
@@ -63,11 +71,12 @@ class ItemTower(nn.Module):
 class UserTower(nn.Module):
     """(U, L, D) history item vectors (oldest first, right-padded) + (U,) lengths (may be 0) -> (U, D)."""
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, long_term: bool = False):
         super().__init__()
         self.start = nn.Parameter(torch.randn(dim) * 0.1)  # the state of a user with no history yet
         self.gru = nn.GRU(dim, dim, batch_first=True)
         self.out = nn.Linear(dim, dim)
+        self.long = nn.Linear(dim, dim) if long_term else None  # mean of the whole given history
 
     def forward(self, history: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         users = history.size(0)
@@ -75,22 +84,45 @@ class UserTower(nn.Module):
         sequence = torch.cat([start, history], dim=1)  # (U, 1 + L, D)
         packed = pack_padded_sequence(sequence, (lengths + 1).cpu(), batch_first=True, enforce_sorted=False)
         _, last = self.gru(packed)  # (1, U, D): state after each user's last real step
-        return self.out(last[-1])
+        user = self.out(last[-1])
+        if self.long is not None and history.size(1):
+            steps = torch.arange(history.size(1), device=history.device)[None, :] < lengths[:, None]  # (U, L)
+            total = (history * steps[..., None].to(history.dtype)).sum(dim=1)  # (U, D)
+            user = user + self.long(total / lengths.clamp(min=1)[:, None].to(history.dtype))
+        return user
 
 
 class TwoTowerModel(nn.Module):
     """Shared encoder + item tower + user tower; `forward(ids, lengths)` gives item vectors."""
 
-    def __init__(self, encoder: Encoder, user_dim: int, head_hidden: int = 0, dropout: float = 0.1):
+    def __init__(self, encoder: Encoder, user_dim: int, head_hidden: int = 0, dropout: float = 0.1,
+                 id_items: int = 0, id_dropout: float = 0.0, long_term: bool = False):
         super().__init__()
         self.encoder = encoder  # named `encoder` so the loop gives it its own learning-rate group
         self.item_tower = ItemTower(encoder, user_dim, head_hidden, dropout)
-        self.user_tower = UserTower(user_dim)
+        self.user_tower = UserTower(user_dim, long_term)
         self.dim = user_dim
+        self.id_dropout = id_dropout
+        self.id_vectors: nn.Embedding | None = None
+        if id_items:  # row `id_items` is the all-zero "no id" row (cold items)
+            self.id_vectors = nn.Embedding(id_items + 1, user_dim, padding_idx=id_items)
+            nn.init.normal_(self.id_vectors.weight, std=0.01)
+            with torch.no_grad():
+                self.id_vectors.weight[id_items].zero_()
 
-    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor, item_index: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """(N, D) item vectors from tokens; `item_index` (N,) id rows (-1 = none) adds the id part when present."""
         states, mask = self.encoder(ids, lengths)
-        return self.item_tower(states, mask)  # (N, D)
+        vectors = self.item_tower(states, mask)  # (N, D)
+        if self.id_vectors is None or item_index is None:
+            return vectors  # text only: cold items, or a model without id embeddings
+        none = self.id_vectors.padding_idx
+        rows = torch.where(item_index < 0, torch.full_like(item_index, none), item_index)
+        if self.training and self.id_dropout > 0:  # so the text path alone has to describe the item
+            dropped = torch.rand(rows.shape, device=rows.device) < self.id_dropout
+            rows = torch.where(dropped, torch.full_like(rows, none), rows)
+        return vectors + self.id_vectors(rows).to(vectors.dtype)
 
     def users(self, history: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """User vectors from history item vectors."""
@@ -102,25 +134,30 @@ def _device(model: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def encode_token_ids(model: TwoTowerModel, ids: Sequence[Sequence[int]], pad_id: int, batch_size: int = 256
-                     ) -> torch.Tensor:
-    """(N, D) float32 item vectors of tokenized texts on the model's device (eval mode, length-bucketed)."""
+def encode_token_ids(model: TwoTowerModel, ids: Sequence[Sequence[int]], pad_id: int, batch_size: int = 256,
+                     item_index: torch.Tensor | None = None) -> torch.Tensor:
+    """(N, D) float32 item vectors of tokenized texts on the model's device (eval mode, length-bucketed).
+
+    `item_index`: optional (N,) id-embedding rows of the items (-1 = cold: text only); None = text only.
+    """
     model.eval()
     device = _device(model)
     out = torch.zeros(len(ids), model.dim, device=device)
     lengths = [len(x) for x in ids]
     for batch in bucketed_batches(lengths, batch_size, shuffle=False):
         padded, batch_lengths = pad_batch([ids[i] for i in batch], pad_id)
-        out[torch.tensor(batch, device=device)] = model(padded.to(device), batch_lengths.to(device)).float()
+        rows = None if item_index is None else item_index[torch.tensor(batch)].to(device)
+        out[torch.tensor(batch, device=device)] = model(padded.to(device), batch_lengths.to(device), rows).float()
     return out
 
 
 def encode_items(model: TwoTowerModel, tokenizer: TextTokenizer, texts: Sequence[str], max_len: int,
-                 batch_size: int = 256) -> torch.Tensor:
-    """(N, D) item vectors from item texts alone (works for items nobody interacted with), on the model's device."""
+                 batch_size: int = 256, item_index: torch.Tensor | None = None) -> torch.Tensor:
+    """(N, D) item vectors from item texts (works for items nobody interacted with), on the model's device;
+    `item_index` (N,) adds the id part of warm items (`RecommendTask.id_rows`), -1 or None = text only."""
     if not texts:
         return torch.zeros(0, model.dim, device=_device(model))
-    return encode_token_ids(model, tokenizer.encode(list(texts), max_len), tokenizer.pad_id, batch_size)
+    return encode_token_ids(model, tokenizer.encode(list(texts), max_len), tokenizer.pad_id, batch_size, item_index)
 
 
 @torch.no_grad()
@@ -148,7 +185,8 @@ class RecommendTask(Task):
 
     def __init__(self, name: str = "recommend", negatives: int = 4, user_dim: int = 64, history: int = 10,
                  head_hidden: int = 0, dropout: float = 0.1, positive_events: Sequence[str] = POSITIVE_EVENTS,
-                 min_rating: float = MIN_RATING, min_val_positives: int = 3, **_: Any):
+                 min_rating: float = MIN_RATING, min_val_positives: int = 3, id_embedding: bool = False,
+                 id_dropout: float = 0.5, long_term: bool = False, **_: Any):
         if negatives < 1:
             raise ValueError(f"negatives must be >= 1, got {negatives}")
         if history < 1:
@@ -162,6 +200,12 @@ class RecommendTask(Task):
         self.positive_events = tuple(positive_events)
         self.min_rating = float(min_rating)
         self.min_val_positives = int(min_val_positives)
+        self.id_embedding = bool(id_embedding)
+        self.id_dropout = float(id_dropout)
+        self.long_term = bool(long_term)
+        self.id_item_ids: list[str] = []  # external ids of the id-embedding rows (the warm items at training time)
+        self.histories: list[list[int]] = []  # per user: training positives in time order
+        self._rows: torch.Tensor | None = None  # id rows of the prepared items (cache of `id_rows`)
         self.item_ids: list[str] = []
         self.item_texts: list[str] = []
         self.item_tokens: list[list[int]] = []
@@ -226,9 +270,28 @@ class RecommendTask(Task):
         self.pad_id = tokenizer.pad_id
         self.splits = {"train": list(data["train"]), "val": list(data["val"])}
         self.positives, self.seen = list(data["positives"]), list(data["seen"])
+        self.histories = [[] for _ in self.positives]  # per user: training positives in time order
+        for user, past, target in self.splits["train"]:
+            self.histories[user].append(target)
+        warm = sorted({target for _, _, target in self.splits["train"]})  # items with a training positive
+        self.id_item_ids = [self.item_ids[i] for i in warm] if self.id_embedding else []
 
     def build_model(self, encoder: Encoder) -> nn.Module:
-        return TwoTowerModel(encoder, self.user_dim, self.head_hidden, self.dropout)
+        return TwoTowerModel(encoder, self.user_dim, self.head_hidden, self.dropout, len(self.id_item_ids),
+                             self.id_dropout, self.long_term)
+
+    def id_rows(self, external_ids: Sequence[str]) -> torch.Tensor:
+        """(N,) id-embedding row of each item (-1 for items the model has no id for, or no id embedding)."""
+        rows = {item: i for i, item in enumerate(self.id_item_ids)}
+        return torch.tensor([rows.get(str(item), -1) for item in external_ids], dtype=torch.long)
+
+    def warm_index(self) -> torch.Tensor | None:
+        """id rows of the prepared items (None without id embeddings)."""
+        return self.id_rows(self.item_ids) if self.id_item_ids else None
+
+    def recent_history(self, user: int) -> list[int]:
+        """The user's last `history` training positives (item indexes, oldest first)."""
+        return list(self.histories[user][-self.history:])
 
     # --- batches and loss -------------------------------------------------------------------------------------
 
@@ -279,8 +342,17 @@ class RecommendTask(Task):
                 history[row, : len(past)] = torch.tensor([at(i) for i in past])
         item_ids, item_lengths = pad_batch([self.item_tokens[i] for i in local], self.pad_id)
         candidate_mask = torch.cat([torch.ones(len(examples), 1, dtype=torch.bool), valid], dim=1)
-        return {"item_ids": item_ids, "item_lengths": item_lengths, "history": history,
-                "history_lengths": history_lengths, "candidates": candidates, "candidate_mask": candidate_mask}
+        batch = {"item_ids": item_ids, "item_lengths": item_lengths, "history": history,
+                 "history_lengths": history_lengths, "candidates": candidates, "candidate_mask": candidate_mask}
+        if self.id_item_ids:
+            batch["item_index"] = self._warm_rows()[torch.tensor(list(local), dtype=torch.long)]
+        return batch
+
+    def _warm_rows(self) -> torch.Tensor:
+        """(N,) id rows of all prepared items, computed once."""
+        if self._rows is None or len(self._rows) != len(self.item_ids):
+            self._rows = self.id_rows(self.item_ids)
+        return self._rows
 
     def batches(self, split: str, batch_size: int, shuffle: bool,
                 generator: torch.Generator | None = None) -> Iterator[dict[str, torch.Tensor]]:
@@ -291,7 +363,7 @@ class RecommendTask(Task):
             yield self.collate([examples[i] for i in order[start:start + batch_size]], generator)
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        vectors = model(batch["item_ids"], batch["item_lengths"])  # (N, D): the batch's distinct items
+        vectors = model(batch["item_ids"], batch["item_lengths"], batch.get("item_index"))  # (N, D): distinct items
         users = model.users(vectors[batch["history"]], batch["history_lengths"])  # (B, D)
         candidates = vectors[batch["candidates"]]  # (B, 1 + K, D); column 0 is the target
         logits = (users[:, None, :] * candidates).sum(dim=-1).float()
@@ -307,7 +379,7 @@ class RecommendTask(Task):
     def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
         """ndcg@10, hit@10, MRR, AUC of the held-out item ranked against all items but the user's history."""
         examples = self.splits[split]
-        vectors = encode_token_ids(model, self.item_tokens, self.pad_id)  # (N, D)
+        vectors = encode_token_ids(model, self.item_tokens, self.pad_id, item_index=self.warm_index())  # (N, D)
         ranks, counts = [], []
         for start in range(0, len(examples), 512):
             chunk = examples[start:start + 512]
@@ -342,7 +414,8 @@ class RecommendTask(Task):
         return {"user_dim": self.user_dim, "head_hidden": self.head_hidden, "dropout": self.dropout,
                 "history": self.history, "negatives": self.negatives,
                 "positive_events": list(self.positive_events), "min_rating": self.min_rating,
-                "trained_items": len(self.item_ids)}
+                "trained_items": len(self.item_ids), "id_embedding": self.id_embedding,
+                "id_dropout": self.id_dropout, "long_term": self.long_term, "id_item_ids": list(self.id_item_ids)}
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.user_dim = int(state.get("user_dim", self.user_dim))
@@ -352,3 +425,7 @@ class RecommendTask(Task):
         self.negatives = int(state.get("negatives", self.negatives))
         self.positive_events = tuple(state.get("positive_events", self.positive_events))
         self.min_rating = float(state.get("min_rating", self.min_rating))
+        self.id_embedding = bool(state.get("id_embedding", False))  # models saved before these options had none
+        self.id_dropout = float(state.get("id_dropout", self.id_dropout))
+        self.long_term = bool(state.get("long_term", False))
+        self.id_item_ids = [str(item) for item in state.get("id_item_ids", [])]

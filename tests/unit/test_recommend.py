@@ -281,6 +281,39 @@ def test_state_round_trip(tmp_path):
     assert (other.user_dim, other.history, other.negatives) == (12, 4, 3)
 
 
+def test_id_embedding_and_long_term_user_tower(tmp_path):
+    items_csv, interactions_csv = write_catalog(tmp_path)
+    task = RecommendTask(user_dim=8, negatives=3, history=6, id_embedding=True, id_dropout=0.5, long_term=True)
+    items, _ = read_items(items_csv)
+    interactions, _ = read_interactions(interactions_csv)
+    data = task.split_sequences(items, interactions)
+    tokenizer = TextTokenizer.train(task.corpus(data), 200)
+    task.prepare(data, tokenizer, 16)
+    torch.manual_seed(0)
+    model = task.build_model(Encoder(EncoderConfig(vocab_size=tokenizer.vocab_size, embed_dim=8, hidden_dim=8)))
+    warm = {t for _, _, t in data["train"]}
+    assert model.id_vectors.num_embeddings == len(warm) + 1 and model.user_tower.long is not None
+    rows = task.id_rows([*data["item_ids"], "never-seen"])
+    assert rows[-1] == -1 and (rows[:-1] >= 0).sum() == len(warm)  # cold items have no id row
+    batch_ = next(task.batches("train", 6, shuffle=True, generator=torch.Generator().manual_seed(0)))
+    model.train()
+    task.loss(model, batch_).backward()
+    assert model.id_vectors.weight.grad is not None
+    # Cold items (and callers that pass no id rows) get the text vector alone.
+    text_only = encode_items(model, tokenizer, data["item_texts"], 16)
+    with_ids = encode_items(model, tokenizer, data["item_texts"], 16, item_index=task.warm_index())
+    cold = rows[:-1] < 0
+    assert torch.allclose(text_only[cold], with_ids[cold]) and not torch.allclose(text_only[~cold], with_ids[~cold])
+    assert encode_users(model, [with_ids[:0], with_ids[:3]]).shape == (2, 8)
+    assert set(task.evaluate(model, "val")) >= {"ndcg@10", "auc"}
+    # The checkpoint state rebuilds the same shapes.
+    other = RecommendTask()
+    other.load_state(task.state())
+    rebuilt = other.build_model(Encoder(EncoderConfig(vocab_size=tokenizer.vocab_size, embed_dim=8, hidden_dim=8)))
+    rebuilt.load_state_dict(model.state_dict(), strict=True)
+    assert other.id_item_ids == task.id_item_ids and other.long_term and other.id_embedding
+
+
 # --- train() end to end, then batch recommendations -------------------------------------------------------------
 
 @pytest.fixture(scope="module")
