@@ -69,7 +69,7 @@ def replay_wait(cfg: DictConfig) -> float | None:
     from nlp_suite.data.sources import next_due
     from nlp_suite.storage.base import utcnow
 
-    waits = [next_due(source_spec(s), resolve(cfg.ingest.state_dir), utcnow())
+    waits = [next_due(source_spec(s), resolve(cfg.ingest.state_dir), utcnow(), max_text_chars=cfg.ingest.max_text_chars)
              for s in cfg.data.documents if s.get("type") == "replay"]
     pending = [w for w in waits if w is not None]
     return min(pending) if pending else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import calendar
+import functools
 import html
 import json
 import logging
@@ -167,6 +168,13 @@ class ReplayTimeline:
 
     @classmethod
     def read(cls, path: str | Path, format: str | None, max_text_chars: int) -> ReplayTimeline:
+        """The file's timeline, parsed once per file version (each replay step and wait check asks again)."""
+        path = Path(path).resolve()
+        return cls._read(path, _fingerprint(path), format, max_text_chars)
+
+    @classmethod
+    @functools.lru_cache(maxsize=8)
+    def _read(cls, path: Path, fingerprint: str, format: str | None, max_text_chars: int) -> ReplayTimeline:
         good, bad = [], []
         for row in check_rows(path, format=format, max_text_chars=max_text_chars):
             (good if row.document is not None else bad).append(row)
@@ -220,10 +228,12 @@ def parse_start(value: Any) -> datetime:
     return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
 
 
-def next_due(spec: Mapping[str, Any], state_dir: Path, now: datetime) -> float | None:
+def next_due(spec: Mapping[str, Any], state_dir: Path, now: datetime, *, max_text_chars: int = 5000
+             ) -> float | None:
     """Wall seconds until the replay's next row is due (0 if due now, None when the replay is finished)."""
     state = SourceState.load(state_dir, spec["source"])
-    timeline = ReplayTimeline.read(spec["path"], spec.get("format"), 10**9)
+    # The same limit as ingestion, so `emitted` indexes the same rows.
+    timeline = ReplayTimeline.read(spec["path"], spec.get("format"), max_text_chars)
     emitted = int(state.data.get("emitted", 0))
     if emitted >= len(timeline.rows):
         return None

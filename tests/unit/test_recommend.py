@@ -212,9 +212,9 @@ def test_movielens_frames():
 
 # --- task ------------------------------------------------------------------------------------------------------
 
-def tiny_task_and_model(tmp_path, user_dim: int = 8):
+def tiny_task_and_model(tmp_path, user_dim: int = 8, **options):
     items_csv, interactions_csv = write_catalog(tmp_path)
-    task = RecommendTask(user_dim=user_dim, negatives=3, history=4)
+    task = RecommendTask(**{"user_dim": user_dim, "negatives": 3, "history": 4, **options})
     items, _ = read_items(items_csv)
     interactions, _ = read_interactions(interactions_csv)
     data = task.split_sequences(items, interactions)
@@ -282,15 +282,8 @@ def test_state_round_trip(tmp_path):
 
 
 def test_id_embedding_and_long_term_user_tower(tmp_path):
-    items_csv, interactions_csv = write_catalog(tmp_path)
-    task = RecommendTask(user_dim=8, negatives=3, history=6, id_embedding=True, id_dropout=0.5, long_term=True)
-    items, _ = read_items(items_csv)
-    interactions, _ = read_interactions(interactions_csv)
-    data = task.split_sequences(items, interactions)
-    tokenizer = TextTokenizer.train(task.corpus(data), 200)
-    task.prepare(data, tokenizer, 16)
-    torch.manual_seed(0)
-    model = task.build_model(Encoder(EncoderConfig(vocab_size=tokenizer.vocab_size, embed_dim=8, hidden_dim=8)))
+    task, model, tokenizer, data = tiny_task_and_model(tmp_path, history=6, id_embedding=True, id_dropout=0.5,
+                                                       long_term=True)
     warm = {t for _, _, t in data["train"]}
     assert model.id_vectors.num_embeddings == len(warm) + 1 and model.user_tower.long is not None
     rows = task.id_rows([*data["item_ids"], "never-seen"])
