@@ -101,13 +101,23 @@ def active_model(cfg: DictConfig, task: str):
         return load_active(session, task)
 
 
+def inference_model(model, precision: str = "fp32"):
+    """The model as batch scoring runs it: DropConnect folded away, optionally dynamic int8."""
+    from nlp_suite.models.quantize import for_inference, quantize_int8
+
+    if precision not in ("fp32", "int8"):
+        raise ValueError(f"score.precision must be fp32 or int8, got {precision!r}")
+    return quantize_int8(model) if precision == "int8" else for_inference(model)
+
+
 def score_documents(cfg: DictConfig, index: int = 0, count: int = 1):
     """Score the documents of partition `index` of `count` that lack a score from the active sentiment model."""
     from nlp_suite.monitoring.scoring import Partition, score_unscored
     from nlp_suite.tasks.classification import TextClassifier
 
     version, loaded = active_model(cfg, "sentiment")
-    classifier = TextClassifier(loaded.model, loaded.tokenizer, loaded.task.labels, loaded.max_len)
+    classifier = TextClassifier(inference_model(loaded.model, cfg.score.get("precision", "fp32")), loaded.tokenizer,
+                                loaded.task.labels, loaded.max_len)
     return score_unscored(db_url(cfg), version.id, classifier, chunk_size=cfg.score.chunk_size,
                           scope=cfg.score.get("scope", "all"), partition=Partition(index, count))
 

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -14,7 +16,7 @@ from tqdm import tqdm
 
 from nlp_suite.storage.base import utcnow
 from nlp_suite.storage.models import Document, ModelVersion, ScoringRun, SentimentScore
-from nlp_suite.storage.session import insert_ignoring_conflicts, session_factory
+from nlp_suite.storage.session import bulk_insert_ignoring_conflicts, session_factory
 
 logger = logging.getLogger(__name__)
 
@@ -160,37 +162,121 @@ def _finish_run(factory, run_id: int, status: str, summary: ScoringSummary | Non
             run.documents, run.seconds, run.docs_per_second = summary.documents, summary.seconds, summary.docs_per_second
 
 
+class _Pipeline:
+    """Three stages joined by small bounded queues: a reader thread, inference in the caller, a writer thread.
+
+    Reading the next chunk and committing the previous one overlap with inference (database drivers and torch
+    release the GIL), so end-to-end throughput approaches bare inference; queues of `depth` keep memory flat.
+    """
+
+    def __init__(self, depth: int = 2) -> None:
+        self.to_model: queue.Queue = queue.Queue(depth)
+        self.to_writer: queue.Queue = queue.Queue(depth)
+        self.stop_reading = threading.Event()
+        self.errors: list[BaseException] = []
+        self.threads: list[threading.Thread] = []
+
+    def start(self, name: str, target, *args) -> None:
+        """Run `target(*args)` in a daemon thread whose exception is kept for the caller."""
+        def guarded() -> None:
+            try:
+                target(*args)
+            except BaseException as error:  # re-raised in the caller's thread by check()
+                self.errors.append(error)
+                self.stop_reading.set()
+        thread = threading.Thread(target=guarded, name=name, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def check(self) -> None:
+        """Raise the first error a stage thread hit."""
+        if self.errors:
+            raise self.errors[0]
+
+    def put(self, box: queue.Queue, item, alive: threading.Thread | None = None) -> bool:
+        """Put unless reading was stopped or the consumer died; False when the item was not delivered."""
+        while not self.stop_reading.is_set() or box is self.to_writer:
+            if alive is not None and not alive.is_alive():
+                return False
+            try:
+                box.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def get(self, box: queue.Queue, producer: threading.Thread):
+        """Next item; _DONE when the producer finished or failed."""
+        while True:
+            try:
+                return box.get(timeout=0.1)
+            except queue.Empty:
+                if not producer.is_alive() and box.empty():
+                    self.check()
+                    return _DONE
+
+
+_DONE = object()  # end-of-stream marker between pipeline stages
+
+
+def _read_chunks(pipeline: _Pipeline, factory, where: list, chunk_size: int) -> None:
+    """Reader stage: keyset-paginated chunks of (ids, texts), each read in its own short session."""
+    last_id = 0  # a chunk whose inserts all conflict (another worker) still moves the cursor forward
+    while not pipeline.stop_reading.is_set():
+        with factory() as session:
+            rows = session.execute(
+                select(Document.id, Document.text).where(Document.id > last_id, *where)
+                .order_by(Document.id).limit(chunk_size)
+            ).all()
+        if not rows:
+            break
+        last_id = rows[-1].id
+        if not pipeline.put(pipeline.to_model, ([row.id for row in rows], [row.text for row in rows])):
+            return
+    pipeline.put(pipeline.to_model, _DONE)
+
+
+@dataclass
+class _Tally:
+    """What the writer committed so far."""
+
+    scored: int = 0
+    chunks: int = 0
+
+
+def _write_chunks(pipeline: _Pipeline, factory, model_version_id: int, labels: list[str], tally: _Tally,
+                  bar: tqdm) -> None:
+    """Writer stage: insert each predicted chunk and commit it (one transaction per chunk: crash-safe)."""
+    while (item := pipeline.to_writer.get()) is not _DONE:
+        ids, probabilities = item
+        with factory.begin() as session:
+            inserted = bulk_insert_ignoring_conflicts(
+                session, SentimentScore, _score_rows(ids, probabilities, labels, model_version_id),
+                ("document_id", "model_version_id"))
+        tally.scored += inserted
+        tally.chunks += 1
+        bar.update(len(ids))
+        logger.info("chunk %d: scored %d/%d documents up to id %d", tally.chunks, inserted, len(ids), ids[-1])
+
+
 def _score_chunks(factory, model_version_id: int, predictor: Predictor, chunk_size: int, total: int | None,
                   progress: bool, where: list) -> ScoringSummary:
-    """The keyset-paginated scoring loop: read a chunk, predict, insert, commit."""
-    started = time.perf_counter()
-    scored = chunks = 0
-    last_id = 0  # keyset cursor: a chunk whose inserts all conflict (another worker) still moves us forward
+    """Read -> predict -> insert/commit, pipelined; chunks already predicted are committed even when a later one fails."""
+    started, tally, pipeline = time.perf_counter(), _Tally(), _Pipeline()
     with tqdm(total=total, unit="doc", desc="scoring", disable=not progress) as bar:
-        while True:
-            # Read in its own short session so no transaction is held open while the model runs.
-            with factory() as session:
-                rows = session.execute(
-                    select(Document.id, Document.text)
-                    .where(Document.id > last_id, *where)
-                    .order_by(Document.id)
-                    .limit(chunk_size)
-                ).all()
-            if not rows:
-                break
-            ids = [row.id for row in rows]
-            probabilities = _predict(predictor, [row.text for row in rows])
-            with factory.begin() as session:
-                inserted = insert_ignoring_conflicts(
-                    session,
-                    SentimentScore,
-                    _score_rows(ids, probabilities, predictor.labels, model_version_id),
-                    ("document_id", "model_version_id"),
-                )
-            last_id = ids[-1]
-            scored += inserted
-            chunks += 1
-            bar.update(len(ids))
-            logger.info("chunk %d: scored %d/%d documents up to id %d", chunks, inserted, len(ids), last_id)
-
-    return ScoringSummary.of(scored, chunks, time.perf_counter() - started)
+        pipeline.start("score-reader", _read_chunks, pipeline, factory, where, chunk_size)
+        pipeline.start("score-writer", _write_chunks, pipeline, factory, model_version_id, predictor.labels, tally,
+                       bar)
+        reader, writer = pipeline.threads
+        try:
+            while (chunk := pipeline.get(pipeline.to_model, reader)) is not _DONE:
+                ids, texts = chunk
+                if not pipeline.put(pipeline.to_writer, (ids, _predict(predictor, texts)), alive=writer):
+                    break  # the writer failed: its error is raised below
+        finally:
+            pipeline.stop_reading.set()
+            pipeline.put(pipeline.to_writer, _DONE, alive=writer)
+            for thread in pipeline.threads:
+                thread.join()
+        pipeline.check()
+    return ScoringSummary.of(tally.scored, tally.chunks, time.perf_counter() - started)

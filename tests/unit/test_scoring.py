@@ -75,10 +75,10 @@ def document_ids(url: str) -> set[int]:
 TEXTS = [("bad news" if i % 3 == 0 else "good results" if i % 3 == 1 else "a filing") + f" #{i}" for i in range(50)]
 
 
-@pytest.fixture
-def db(tmp_path) -> tuple[str, int]:
-    """Migrated SQLite database with 50 documents and one model version."""
-    url = f"sqlite:///{tmp_path / 'scoring.db'}"
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db(request, tmp_path) -> tuple[str, int]:
+    """Migrated database (SQLite, and PostgreSQL whose writes take the COPY path) with 50 documents and one version."""
+    url = f"sqlite:///{tmp_path / 'scoring.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
     migrate.upgrade(url)
     add_documents(url, TEXTS)
     return url, add_model_version(url)
@@ -257,3 +257,59 @@ def test_background_backfill_does_not_block_new_documents(db):
     assert time.perf_counter() - began < 2.0 and backfill.is_alive()  # fresh news did not wait for the backfill
     backfill.join(30)
     assert scores_per_document(url, new) == {i: 1 for i in document_ids(url)}
+
+
+def test_a_failing_write_stops_the_run_keeps_committed_chunks_and_does_not_hang(db, monkeypatch):
+    import nlp_suite.monitoring.scoring as scoring
+
+    url, version = db
+    real, calls = scoring.bulk_insert_ignoring_conflicts, []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError("disk full")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(scoring, "bulk_insert_ignoring_conflicts", flaky)
+    with pytest.raises(OSError, match="disk full"):
+        score_unscored(url, version, KeywordPredictor(), chunk_size=10)
+    assert sum(scores_per_document(url, version).values()) == 20
+    monkeypatch.setattr(scoring, "bulk_insert_ignoring_conflicts", real)
+    assert score_unscored(url, version, KeywordPredictor(), chunk_size=10).documents == 30
+    assert set(scores_per_document(url, version).values()) == {1}
+
+
+def test_the_writer_overlaps_inference(db, monkeypatch):
+    """Reading and writing run beside the model: a slow write does not add to a slow prediction."""
+    import nlp_suite.monitoring.scoring as scoring
+
+    url, version = db
+    real = scoring.bulk_insert_ignoring_conflicts
+
+    def slow_write(*args, **kwargs):
+        time.sleep(0.1)
+        return real(*args, **kwargs)
+
+    class SlowPredictor(KeywordPredictor):
+        def predict_proba(self, texts):
+            time.sleep(0.1)
+            return super().predict_proba(texts)
+
+    monkeypatch.setattr(scoring, "bulk_insert_ignoring_conflicts", slow_write)
+    began = time.perf_counter()
+    assert score_unscored(url, version, SlowPredictor(), chunk_size=5).documents == 50
+    assert time.perf_counter() - began < 10 * 0.2 * 0.8  # serial would take 10 chunks x (0.1 + 0.1) s
+
+
+def test_bulk_written_scores_read_back_like_orm_rows(db):
+    """The driver-level writer stores timestamps and JSON exactly as the ORM would: they read back typed."""
+    url, version = db
+    before = datetime.now(timezone.utc)
+    score_unscored(url, version, KeywordPredictor(), chunk_size=20)
+    with session_scope(url) as session:
+        score = session.scalars(select(SentimentScore).order_by(SentimentScore.id)).first()
+        assert score.scored_at.tzinfo is not None
+        assert before - timedelta(seconds=1) <= score.scored_at <= datetime.now(timezone.utc)
+        assert isinstance(score.probabilities, dict) and set(score.probabilities) == set(LABELS)
+        assert session.scalar(select(func.count()).where(SentimentScore.scored_at >= before - timedelta(seconds=1))) == 50
