@@ -207,4 +207,5 @@ def recommend(cfg: DictConfig):
     return recommend_all(db_url(cfg), loaded, version.id, top_k=r.top_k, history=r.history,
                          weights=dict(r.weights), category_cap=r.category_cap,
                          half_life_days=r.freshness_half_life_days,
-                         cache_dir=resolve(cache_dir) if cache_dir else None)
+                         cache_dir=resolve(cache_dir) if cache_dir else None,
+                         blend=dict(r.blend) if r.get("blend") else None)

@@ -41,6 +41,7 @@ from typing import Literal
 from omegaconf import DictConfig
 from sqlalchemy import select
 
+from nlp_suite.chat.batching import MicroBatcher
 from nlp_suite.chat.knowledge import KnowledgeBase, words
 from nlp_suite.config import db_url
 from nlp_suite.storage.models import ChatMessage, ChatSession
@@ -183,15 +184,17 @@ class ReplyService:
         stored with the model (model.json), else conf/task/reply's threshold and a 0.1 gap. The active `retrieval`
         model, when there is one, answers questions no intent matches (`ui.retrieval_threshold` overrides its
         validated threshold); without one the service works as before.
-        Optional `ui` keys: ambiguity_gap, context_turns, max_input_chars, min_vocabulary_share, retrieval_threshold,
+        Optional `ui` keys: micro_batch (most texts per shared forward pass; 1 = off), ambiguity_gap, context_turns, max_input_chars, min_vocabulary_share, retrieval_threshold,
         placeholder_defaults (placeholder name -> value, e.g. {"Customer Support Phone Number": "..."}).
         Raises RegistryError when no reply model is active.
         """
         url = db_url(cfg)
         with session_scope(url) as session:
             version, loaded = registry.load_active(session, "reply", device=device)
-        classifier = TextClassifier(loaded.model, loaded.tokenizer, loaded.task.labels, loaded.max_len)
         ui = cfg.get("ui") or {}
+        classifier = TextClassifier(loaded.model, loaded.tokenizer, loaded.task.labels, loaded.max_len)
+        if int(ui.get("micro_batch", 64)) > 1:  # concurrent users share forward passes (see chat/batching.py)
+            classifier = MicroBatcher(classifier, max_batch=int(ui.get("micro_batch", 64)))
         defaults = ui.get("placeholder_defaults") or {}
         kb = KnowledgeBase(cfg.data.faq, defaults={str(k): str(v) for k, v in dict(defaults).items()})
         tuned = getattr(loaded.task, "tuned", None) or {}  # chosen on validation at training time

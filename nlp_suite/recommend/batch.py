@@ -6,9 +6,14 @@ recommendations and the switch to ``complete`` are written in one transaction at
 it ``failed`` with no rows. Readers (`latest_recommendations`) always use the newest complete run, so a failed
 or half-done run never replaces the previous complete one.
 
-Final score per (user, item) = w_model * z(model score) + w_pop * popularity + w_fresh * freshness, where
-z() standardises a user's model scores over the catalog, popularity = log(1 + users with a positive) / max,
-freshness = 0.5 ** (item age / half-life). `components` stores the three weighted terms (they sum to the score).
+Final score per (user, item) = w_model * z(model score) + w_cooccurrence * EASE + w_sequence * sequential rules
++ w_pop * popularity + w_fresh * freshness (conf `recommend.weights`, components in `nlp_suite.recommend.blend`),
+where z() standardises a user's text two-tower scores over the catalog, EASE and sequential-rule scores are
+scaled by the user's best, popularity = log(1 + users with a positive) / max, freshness = 0.5 ** (item age /
+half-life). Items nobody interacted with are scored from their text (and freshness) alone, and the best of them
+per user gets rank `recommend.blend.cold_slot` (cold start). `components` stores model, popularity and
+freshness (they sum to the score), model being text + cooccurrence + sequence + the cold-slot lift, each of which
+is also stored as `model.text`, `model.cooccurrence`, ... (they sum to model).
 
 Item vectors depend only on the model and the item text, so `ItemVectorCache` can keep them between runs under
 `cache_dir/<model fingerprint>/` (conf `recommend.cache_dir`): a nightly run encodes only new or changed items.
@@ -39,6 +44,7 @@ from sqlalchemy.orm import Session
 
 import nlp_suite
 from nlp_suite.data.catalog import MIN_RATING, POSITIVE_EVENTS, item_text, positive_sequences
+from nlp_suite.recommend.blend import BlendSettings, components, final_scores, fit_interactions
 from nlp_suite.storage.base import utcnow
 from nlp_suite.storage.models import Interaction, Item, ModelVersion, Recommendation, RecommendationRun, User
 from nlp_suite.storage.session import session_scope
@@ -47,7 +53,9 @@ from nlp_suite.training.checkpoint import LoadedModel, sha256_file
 
 log = logging.getLogger(__name__)
 
-DEFAULT_WEIGHTS: dict[str, float] = {"model": 1.0, "popularity": 0.3, "freshness": 0.1}
+# Chosen on validation by bench/recommend.py (MovieLens; see its docstring): kept equal to conf recommend.weights.
+DEFAULT_WEIGHTS: dict[str, float] = {"model": 0.01, "cooccurrence": 1.0, "sequence": 0.3, "popularity": 0.1,
+                                     "freshness": 0.0}
 DEFAULT_HALF_LIFE_DAYS = 30.0
 USER_CHUNK = 512  # users scored per matrix product
 INSERT_CHUNK = 1000  # recommendation rows per INSERT
@@ -258,6 +266,8 @@ class Snapshot:
     seen: list[np.ndarray]  # per user: item indexes of every interaction (any event)
     positive_users: np.ndarray  # per item: distinct users with a positive interaction
     index: dict[int, int] = field(default_factory=dict)  # item id -> index
+    positives: list[list[int]] = field(default_factory=list)  # per user: every positive, oldest first
+    sequences: list[list[int]] = field(default_factory=list)  # per user: every interaction (any event), oldest first
 
 
 def _task_setting(loaded: LoadedModel, name: str, default: Any) -> Any:
@@ -278,6 +288,8 @@ def read_snapshot(session: Session, history: int, positive_events: Sequence[str]
     sequences = positive_sequences(frame, positive_events, min_rating)
     seen_by_user = ({user: np.array(sorted({index[i] for i in group}), dtype=np.int64)
                      for user, group in frame.groupby("user_id")["item_id"]} if len(frame) else {})
+    ordered = ({user: group.tolist() for user, group in frame.groupby("user_id", sort=False)["item_id"]}
+               if len(frame) else {})  # the query orders by user, time, id
     positive_users = np.zeros(len(items), dtype=np.float64)
     for sequence in sequences.values():
         for item in sequence:
@@ -290,7 +302,9 @@ def read_snapshot(session: Session, history: int, positive_events: Sequence[str]
         user_ids=[row.id for row in users], user_external_ids=[row.external_id for row in users],
         histories=[[index[i] for i in sequences.get(row.id, [])[-history:]] for row in users],
         seen=[seen_by_user.get(row.id, empty) for row in users],
-        positive_users=positive_users, index=index)
+        positive_users=positive_users, index=index,
+        positives=[[index[i] for i in sequences.get(row.id, [])] for row in users],
+        sequences=[[index[i] for i in ordered.get(row.id, [])] for row in users])
 
 
 def popularity(positive_users: np.ndarray) -> np.ndarray:
@@ -361,6 +375,21 @@ def user_vectors(loaded: LoadedModel, item_vectors: torch.Tensor, histories: Seq
     return encode_users(loaded.model, [item_vectors[list(h)] for h in histories]).cpu()
 
 
+def component_terms(parts: Mapping[str, np.ndarray], weights: Mapping[str, float], row: int, index: int,
+                    score: float) -> dict[str, float]:
+    """The weighted terms of one score: model, popularity, freshness (they sum to it; what the UI shows), where
+    model = text + cooccurrence + sequence + the cold-slot lift, each also stored as `model.<part>`."""
+    def term(name: str) -> float:
+        part = parts[name]
+        return float(weights[name] * (part[row, index] if np.ndim(part) == 2 else part[index]))
+
+    detail = {f"model.{name}": term(name) for name in ("model", "cooccurrence", "sequence")}
+    detail["model.text"] = detail.pop("model.model")
+    popular, fresh = term("popularity"), term("freshness")
+    detail["model.cold_slot"] = score - sum(detail.values()) - popular - fresh  # 0 unless promoted
+    return {"model": score - popular - fresh, "popularity": popular, "freshness": fresh, **detail}
+
+
 def _insert_rows(session: Session, rows: list[dict[str, Any]]) -> None:
     """INSERT the run's recommendation rows in chunks (same transaction as the status switch)."""
     for start in range(0, len(rows), INSERT_CHUNK):
@@ -376,20 +405,22 @@ def _finish(url: str, run_id: int, status: str) -> None:
 def recommend_all(url: str, loaded_model: LoadedModel, model_version_id: int | None, *, top_k: int = 10,
                   history: int = 10, weights: Mapping[str, float] | None = None, category_cap: int | None = None,
                   half_life_days: float = DEFAULT_HALF_LIFE_DAYS, now: datetime | None = None,
-                  cache: ItemVectorCache | None = None, cache_dir: str | os.PathLike | None = None
-                  ) -> RecommendSummary:
+                  cache: ItemVectorCache | None = None, cache_dir: str | os.PathLike | None = None,
+                  blend: Mapping[str, float] | None = None) -> RecommendSummary:
     """Top `top_k` unseen items for every user, written as one new complete run (see module doc).
 
     `weights`: {model, popularity, freshness} (missing keys take DEFAULT_WEIGHTS; pass conf
     `recommend.weights`). `history`: recent positives fed to the user tower. `category_cap`: at most this many
     items of one category per user. `now`: the reference time for freshness (default: current UTC time).
     `cache_dir`: keep item vectors there between runs (conf `recommend.cache_dir`); `cache`: a ready cache instead.
+    `blend`: EASE / sequential-rule / cold-slot settings (conf `recommend.blend`; missing keys: `BlendSettings`).
     """
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
     if category_cap is not None and category_cap < 1:
         raise ValueError(f"category_cap must be >= 1 or None, got {category_cap}")
-    blend = resolve_weights(weights)
+    weights = resolve_weights(weights)
+    settings = BlendSettings.from_mapping(blend)
     started = time.perf_counter()
     now = now or utcnow()
     with session_scope(url) as session:
@@ -411,22 +442,27 @@ def recommend_all(url: str, loaded_model: LoadedModel, model_version_id: int | N
         reused, computed = cache.reused - reused, cache.computed - computed
         pop = popularity(snapshot.positive_users)
         fresh = freshness(snapshot.created_at, now, half_life_days)
+        interactions = fit_interactions(snapshot.positives, snapshot.sequences, len(snapshot.item_ids), settings)
+        slot = min(settings.cold_slot, top_k)  # a slot past top_k would never be shown
+        cold = np.ones(len(snapshot.item_ids), dtype=bool)  # no interaction from anyone: text alone (cold start)
+        for sequence in snapshot.sequences:
+            cold[sequence] = False
         rows: list[dict[str, Any]] = []
         for start in range(0, len(snapshot.user_ids), USER_CHUNK):
             stop = min(start + USER_CHUNK, len(snapshot.user_ids))
             users = user_vectors(loaded_model, vectors, snapshot.histories[start:stop])
-            model_z = standardise((users @ vectors.T).double().numpy()) if len(vectors) else np.zeros((stop - start, 0))
-            final = blend["model"] * model_z + blend["popularity"] * pop + blend["freshness"] * fresh
+            text = (users @ vectors.T).double().numpy() if len(vectors) else np.zeros((stop - start, 0))
+            parts = components(interactions, text, snapshot.positives[start:stop], snapshot.sequences[start:stop],
+                               pop, fresh)
+            final = final_scores(parts, weights, cold, snapshot.seen[start:stop], slot, settings.cold_freshness)
             for row in range(stop - start):
                 user = start + row
                 for rank, index in enumerate(pick_top(final[row], snapshot.seen[user], snapshot.categories, top_k,
                                                       category_cap), start=1):
-                    components = {"model": float(blend["model"] * model_z[row, index]),
-                                  "popularity": float(blend["popularity"] * pop[index]),
-                                  "freshness": float(blend["freshness"] * fresh[index])}
+                    terms = component_terms(parts, weights, row, index, float(final[row, index]))
                     rows.append({"run_id": run_id, "user_id": snapshot.user_ids[user],
                                  "item_id": snapshot.item_ids[index], "rank": rank,
-                                 "score": float(final[row, index]), "components": components})
+                                 "score": float(final[row, index]), "components": terms})
         with session_scope(url) as session:  # rows and the switch to complete: one transaction
             _insert_rows(session, rows)
             session.execute(update(RecommendationRun).where(RecommendationRun.id == run_id)

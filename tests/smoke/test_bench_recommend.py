@@ -36,7 +36,8 @@ def test_quick_recommend_benchmark_prints_table_and_writes_reports(tmp_path):
 
     report = json.loads((out / "recommend.json").read_text(encoding="utf-8"))
     assert report["quick"] and report["split"]["users"] <= 60
-    assert set(report["models"]) == {"most-popular", "item-kNN", "BPR-MF", "ours"}
+    assert set(report["models"]) == {"most-popular", "item-kNN", "BPR-MF", "ours", "ours (text only)"}
+    assert report["models"]["ours"]["weights"]["cooccurrence"] == 1.0  # chosen on validation, scale fixed
     for found in report["models"].values():
         assert all(0.0 <= found["metrics"][key] <= 1.0 for key in COLUMNS)
         assert found["train_seconds"] >= 0 and found["top10_seconds"] > 0

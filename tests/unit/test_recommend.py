@@ -360,8 +360,12 @@ def test_batch_run_excludes_seen_items_and_blends_components(trained):
     assert status == "complete"
     assert not {(row.user_id, row.item_id) for row in rows} & seen
     for row in rows:
-        assert set(row.components) == {"model", "popularity", "freshness"}
-        assert sum(row.components.values()) == pytest.approx(row.score)
+        top = {k: v for k, v in row.components.items() if "." not in k}
+        assert set(top) == {"model", "popularity", "freshness"}
+        assert sum(top.values()) == pytest.approx(row.score)
+        detail = {k: v for k, v in row.components.items() if k.startswith("model.")}
+        assert set(detail) == {"model.text", "model.cooccurrence", "model.sequence", "model.cold_slot"}
+        assert sum(detail.values()) == pytest.approx(row.components["model"])
     latest = latest_recommendations(url, "u01")
     assert [r["rank"] for r in latest] == [1, 2, 3, 4, 5]
     assert latest[0]["run_id"] == summary.run_id and latest[0]["model_version_id"] == trained["result"].version_id

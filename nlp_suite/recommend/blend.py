@@ -1,0 +1,220 @@
+"""Interaction-based ranking components blended with the text two-tower score (`batch.recommend_all`, the bench).
+
+Every component is a dense (U, I) matrix, higher = better, scaled per user by `scale_rows` (divided by the
+row's largest absolute value) so weights in conf `recommend.weights` mean the same for every user:
+
+* `cooccurrence`: EASE (Steck 2019), a closed-form item-item model on the binary positive matrix X:
+  B = I - P / diag(P) with P = (X'X + lambda I)^-1, zero diagonal; score = X B. Only items with a positive take
+  part (the inverse is cubic in them); items nobody liked score 0.
+* `sequence`: sequential rules: T[i, j] sums 1 / gap over every user's time-ordered interactions where j follows
+  i within `sequence_gap` steps; a user scores sum_k decay^k T[k-th most recent item, :] over the last
+  `sequence_recent` items (what people watch next, order-aware).
+
+Items with no interaction get 0 from both, so on their own they could never reach a top K: `promote_cold` is the
+business rule that gives the best never-interacted item of each user (ranked by the blend, i.e. by its text
+score and freshness) the `cold_slot`-th place, so new items are shown from their text alone (cold start).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+
+import numpy as np
+from scipy import sparse
+
+
+@dataclass(frozen=True)
+class BlendSettings:
+    """Hyperparameters of the interaction components (conf `recommend.blend`; chosen on validation, see bench)."""
+
+    ease_lambda: float = 100.0  # L2 of EASE: larger = smoother, more popular items
+    sequence_gap: int = 10  # a pair (i, j) counts when j comes at most this many interactions after i
+    sequence_recent: int = 5  # the user's most recent interactions that vote
+    sequence_decay: float = 0.8  # weight of the k-th most recent of them: decay ** k
+    cold_slot: int = 10  # rank given to the best never-interacted item (0 = no slot)
+    cold_freshness: float = 1.0  # extra freshness weight when choosing that item (new items are what is watched)
+
+    @classmethod
+    def from_mapping(cls, given: Mapping[str, float] | None) -> "BlendSettings":
+        """Settings from a conf mapping; unknown keys are an error (a typo must not silently do nothing)."""
+        given = dict(given or {})
+        names = {f.name: f.type for f in fields(cls)}
+        unknown = sorted(set(given) - set(names))
+        if unknown:
+            raise ValueError(f"unknown blend settings {unknown}; expected keys {sorted(names)}")
+        settings = cls(**{k: (int(v) if names[k] == "int" else float(v)) for k, v in given.items()})
+        if settings.ease_lambda <= 0 or settings.sequence_gap < 1 or settings.sequence_recent < 1:
+            raise ValueError(f"ease_lambda must be > 0, sequence_gap and sequence_recent >= 1: {settings}")
+        if (not 0 < settings.sequence_decay <= 1 or settings.cold_slot < 0 or not math.isfinite(settings.ease_lambda)
+                or not math.isfinite(settings.cold_freshness)):
+            raise ValueError(f"sequence_decay must be in (0, 1], cold_slot >= 0: {settings}")
+        return settings
+
+
+def positive_matrix(sequences: Sequence[Sequence[int]], n_items: int) -> sparse.csr_matrix:
+    """(U, I) binary CSR matrix: 1 where user u has item i in their sequence."""
+    rows = np.repeat(np.arange(len(sequences)), [len(s) for s in sequences])
+    cols = np.fromiter((i for s in sequences for i in s), dtype=np.int64, count=len(rows))
+    matrix = sparse.csr_matrix((np.ones(len(rows), dtype=np.float64), (rows, cols)), shape=(len(sequences), n_items))
+    matrix.data[:] = 1.0  # repeated pairs count once
+    return matrix
+
+
+def ease_weights(positive: sparse.spmatrix, ease_lambda: float) -> tuple[np.ndarray, np.ndarray]:
+    """(warm item indexes, their (W, W) EASE weights B); only items with a positive take part."""
+    x = sparse.csr_matrix(positive, dtype=np.float64)
+    warm = np.flatnonzero(np.asarray(x.sum(axis=0)).ravel() > 0)
+    xw = x[:, warm]
+    gram = (xw.T @ xw).toarray()
+    gram[np.diag_indices_from(gram)] += ease_lambda
+    inverse = np.linalg.inv(gram) if len(warm) else gram
+    weights = inverse / -np.diag(inverse)[None, :] if len(warm) else inverse
+    weights[np.diag_indices_from(weights)] = 0.0
+    return warm, weights
+
+
+def ease_scores(positive: sparse.spmatrix, warm: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(U, I) EASE scores X B of the users in `positive`; items outside `warm` score 0."""
+    x = sparse.csr_matrix(positive, dtype=np.float64)
+    out = np.zeros(x.shape, dtype=np.float64)
+    if len(warm):
+        out[:, warm] = x[:, warm] @ weights
+    return out
+
+
+def transition_matrix(sequences: Sequence[Sequence[int]], n_items: int, max_gap: int) -> sparse.csr_matrix:
+    """(I, I) sequential rules: T[i, j] = sum of 1 / gap over pairs where j follows i within `max_gap` steps."""
+    rows, cols, values = [], [], []
+    for sequence in sequences:
+        s = np.asarray(sequence, dtype=np.int64)
+        for gap in range(1, min(max_gap, len(s) - 1) + 1):
+            rows.append(s[:-gap])
+            cols.append(s[gap:])
+            values.append(np.full(len(s) - gap, 1.0 / gap))
+    if not rows:
+        return sparse.csr_matrix((n_items, n_items), dtype=np.float64)
+    return sparse.csr_matrix((np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))),
+                             shape=(n_items, n_items))
+
+
+def sequence_scores(sequences: Sequence[Sequence[int]], transitions: sparse.spmatrix, recent: int,
+                    decay: float) -> np.ndarray:
+    """(U, I) sum over each user's `recent` last items (most recent weighted 1, then decay, decay^2, ...)."""
+    rows, cols, values = [], [], []
+    for user, sequence in enumerate(sequences):
+        last = np.asarray(sequence, dtype=np.int64)[::-1][:recent]
+        rows.append(np.full(len(last), user))
+        cols.append(last)
+        values.append(decay ** np.arange(len(last), dtype=np.float64))
+    n_items = transitions.shape[0]
+    if not rows:
+        return np.zeros((len(sequences), n_items))
+    votes = sparse.csr_matrix((np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))),
+                              shape=(len(sequences), n_items))
+    return np.asarray((votes @ transitions).todense(), dtype=np.float64)
+
+
+def scale_rows(scores: np.ndarray) -> np.ndarray:
+    """Each row divided by its largest absolute value (all-zero rows stay 0), so every user's best is +-1."""
+    scores = np.asarray(scores, dtype=np.float64)
+    top = np.abs(scores).max(axis=1, keepdims=True) if scores.size else np.zeros((len(scores), 1))
+    return scores / np.where(top > 0, top, 1.0)
+
+
+def blend(components: Mapping[str, np.ndarray | float], weights: Mapping[str, float]) -> np.ndarray:
+    """sum_k weights[k] * components[k] over the weights' keys (a missing component is an error)."""
+    missing = sorted(k for k, w in weights.items() if w and k not in components)
+    if missing:
+        raise ValueError(f"weights {missing} have no component")
+    shapes = [np.shape(components[k]) for k, w in weights.items() if w and np.ndim(components[k]) == 2]
+    total = np.zeros(shapes[0] if shapes else (), dtype=np.float64)
+    for key, weight in weights.items():
+        if weight:
+            total = total + weight * np.asarray(components[key], dtype=np.float64)
+    return total
+
+
+def promote_cold(final: np.ndarray, cold: np.ndarray, exclude: Sequence[np.ndarray], slot: int,
+                 cold_rank: np.ndarray | None = None) -> np.ndarray:
+    """Copy of `final` where each user's best cold item (by `cold_rank`, default `final`) sits at rank `slot`
+    (1-based) or better.
+
+    The item gets a score between the (slot-1)-th and slot-th best of the other allowed items, so the first
+    slot-1 places keep their order; an item already ranked within `slot` keeps its score. `cold`: (I,) bool.
+    """
+    out = np.array(final, dtype=np.float64, copy=True)
+    cold_items = np.flatnonzero(cold)
+    if slot < 1 or len(cold_items) == 0:
+        return out
+    for user in range(len(out)):
+        allowed = np.ones(out.shape[1], dtype=bool)
+        allowed[np.asarray(exclude[user], dtype=np.int64)] = False
+        candidates = cold_items[allowed[cold_items]]
+        if len(candidates) == 0:
+            continue
+        rank = out[user] if cold_rank is None else cold_rank[user]
+        best = int(candidates[np.argmax(rank[candidates])])
+        allowed[best] = False
+        others = np.sort(out[user, allowed])[::-1]
+        if len(others) < slot or out[user, best] > others[slot - 1]:
+            continue  # already within the first `slot` places
+        below = others[slot - 1]
+        above = others[slot - 2] if slot >= 2 else below + 2.0
+        out[user, best] = (above + below) / 2 if above > below else np.nextafter(below, np.inf)
+    return out
+
+
+def freshness_matrix(created: np.ndarray, now: np.ndarray, half_life_days: float) -> np.ndarray:
+    """(U, I) 0.5 ** (age / half-life), age = each user's `now` (U,) minus item `created` (I,), both epoch
+    seconds; future items count as new, an unknown (NaN) creation time gives 0."""
+    if half_life_days <= 0:
+        raise ValueError(f"half_life_days must be > 0, got {half_life_days}")
+    age = np.maximum(np.asarray(now, dtype=np.float64)[:, None] - np.asarray(created, dtype=np.float64)[None, :], 0)
+    return np.nan_to_num(np.power(0.5, age / 86400 / half_life_days), nan=0.0)
+
+
+@dataclass
+class InteractionModel:
+    """What the interaction components need, fitted once per run on everyone's history."""
+
+    warm: np.ndarray  # item indexes with a positive (EASE rows)
+    ease: np.ndarray  # (W, W) EASE weights
+    transitions: sparse.csr_matrix  # (I, I) sequential rules
+    settings: BlendSettings
+
+
+def fit_interactions(positives: Sequence[Sequence[int]], sequences: Sequence[Sequence[int]], n_items: int,
+                     settings: BlendSettings) -> InteractionModel:
+    """EASE on the users' positives and sequential rules on their time-ordered interactions (any event)."""
+    warm, weights = ease_weights(positive_matrix(positives, n_items), settings.ease_lambda)
+    return InteractionModel(warm, weights, transition_matrix(sequences, n_items, settings.sequence_gap), settings)
+
+
+def components(model: InteractionModel, text_scores: np.ndarray, positives: Sequence[Sequence[int]],
+               sequences: Sequence[Sequence[int]], popularity: np.ndarray, freshness: np.ndarray
+               ) -> dict[str, np.ndarray]:
+    """The blend's components for a block of users (rows of `text_scores`, `positives`, `sequences`).
+
+    model: per-user z-score of the text two-tower score (defined for every item, cold ones included);
+    cooccurrence, sequence: `scale_rows` of EASE and sequential-rule scores; popularity (I,) and freshness
+    ((I,) or (U, I)) as given, already in [0, 1].
+    """
+    n_items = text_scores.shape[1]
+    text = np.asarray(text_scores, dtype=np.float64)
+    mean, std = text.mean(axis=1, keepdims=True), text.std(axis=1, keepdims=True)
+    s = model.settings
+    return {"model": (text - mean) / np.where(std > 1e-12, std, 1.0),
+            "cooccurrence": scale_rows(ease_scores(positive_matrix(positives, n_items), model.warm, model.ease)),
+            "sequence": scale_rows(sequence_scores(sequences, model.transitions, s.sequence_recent,
+                                                   s.sequence_decay)),
+            "popularity": np.asarray(popularity, dtype=np.float64), "freshness": np.asarray(freshness, np.float64)}
+
+
+def final_scores(parts: Mapping[str, np.ndarray], weights: Mapping[str, float], cold: np.ndarray,
+                 exclude: Sequence[np.ndarray], cold_slot: int, cold_freshness: float = 0.0) -> np.ndarray:
+    """(U, I) ranking scores: the weighted blend, then the cold-start slot (`promote_cold`), whose item is
+    chosen by the blend + `cold_freshness` * freshness (for cold items the blend is text + freshness only)."""
+    total = np.broadcast_to(blend(parts, weights), np.shape(parts["model"]))
+    rank = total + cold_freshness * parts["freshness"] if cold_freshness else None
+    return promote_cold(total, cold, exclude, cold_slot, rank)

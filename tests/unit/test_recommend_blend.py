@@ -1,0 +1,108 @@
+"""Blend components on a tiny hand-made interaction history (`nlp_suite.recommend.blend`)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nlp_suite.recommend.batch import resolve_weights
+from nlp_suite.recommend.blend import (BlendSettings, components, ease_scores, ease_weights, final_scores,
+                                       fit_interactions, freshness_matrix, positive_matrix, promote_cold, scale_rows,
+                                       sequence_scores, transition_matrix)
+
+# 5 items; item 4 nobody touched (cold). Users like 0 -> 1 -> 2 in that order; user 3 has only 0.
+POSITIVES = [[0, 1, 2], [0, 1, 2], [0, 1], [0]]
+N_ITEMS = 5
+
+
+def test_ease_scores_co_liked_items_and_gives_cold_items_zero():
+    warm, weights = ease_weights(positive_matrix(POSITIVES, N_ITEMS), ease_lambda=1.0)
+    assert warm.tolist() == [0, 1, 2]
+    assert np.allclose(np.diag(weights), 0)
+    scores = ease_scores(positive_matrix(POSITIVES, N_ITEMS), warm, weights)
+    assert scores.shape == (4, N_ITEMS)
+    assert scores[3, 1] > scores[3, 3] and scores[3, 1] > scores[3, 4]  # 1 goes with 0, 3 and 4 never do
+    assert np.all(scores[:, [3, 4]] == 0)
+
+
+def test_sequence_scores_follow_the_order_of_interactions():
+    transitions = transition_matrix(POSITIVES, N_ITEMS, max_gap=2)
+    assert transitions[0, 1] == pytest.approx(3.0) and transitions[0, 2] == pytest.approx(1.0)  # 1 / gap
+    assert transitions[1, 0] == 0  # order matters
+    scores = sequence_scores([[0]], transitions, recent=5, decay=0.5)
+    assert scores[0, 1] > scores[0, 2] > scores[0, 3] == 0
+
+
+def test_scale_rows_puts_each_users_best_at_one():
+    scaled = scale_rows(np.array([[2.0, -4.0, 1.0], [0.0, 0.0, 0.0]]))
+    assert scaled[0].tolist() == [0.5, -1.0, 0.25] and scaled[1].tolist() == [0, 0, 0]
+
+
+def test_cold_item_gets_a_finite_score_from_text_and_the_cold_slot():
+    settings = BlendSettings(ease_lambda=1.0, cold_slot=2)
+    model = fit_interactions(POSITIVES, POSITIVES, N_ITEMS, settings)
+    text = np.array([[0.0, 0.1, 0.2, 0.3, 5.0]] * 4)  # the text tower loves the cold item 4
+    parts = components(model, text, POSITIVES, POSITIVES, np.zeros(N_ITEMS), np.zeros(N_ITEMS))
+    assert np.isfinite(parts["model"][:, 4]).all() and parts["model"][0, 4] > 1
+    weights = resolve_weights({"model": 0.0})  # no text weight: the blend alone would bury the cold item
+    cold = np.array([False, False, False, False, True])
+    exclude = [np.array(p) for p in POSITIVES]
+    plain = final_scores(parts, weights, cold, exclude, cold_slot=0)
+    slotted = final_scores(parts, weights, cold, exclude, cold_slot=2)
+    user = 3  # candidates 1, 2, 3, 4
+    order = [i for i in np.argsort(-slotted[user], kind="stable") if i not in exclude[user]]
+    assert np.argsort(-plain[user])[0] == order[0] == 1  # the best warm item keeps first place
+    assert order[1] == 4  # the cold item holds the slot
+    assert np.isfinite(slotted).all()
+
+
+def test_promote_cold_skips_excluded_items_and_keeps_an_already_high_cold_item():
+    final = np.array([[3.0, 2.0, 1.0, 0.5]])
+    cold = np.array([False, False, True, True])
+    same = promote_cold(final, cold, [np.array([], dtype=int)], slot=3)  # item 2 is third already
+    assert same.tolist() == final.tolist()
+    moved = promote_cold(final, cold, [np.array([2])], slot=1)  # item 2 is seen: item 3 is the cold pick
+    assert np.argmax(moved[0, [0, 1, 3]]) == 2 and moved[0, 2] == final[0, 2]
+
+
+def test_weights_from_config_are_respected_and_unknown_keys_rejected():
+    parts = {"model": np.array([[1.0, 0.0]]), "cooccurrence": np.array([[0.0, 1.0]]),
+             "sequence": np.zeros((1, 2)), "popularity": np.zeros(2), "freshness": np.zeros(2)}
+    nothing = [np.array([], dtype=int)]
+    text_first = final_scores(parts, resolve_weights({"model": 2.0, "cooccurrence": 1.0}), np.zeros(2, bool),
+                              nothing, 0)
+    cf_first = final_scores(parts, resolve_weights({"model": 0.5, "cooccurrence": 1.0}), np.zeros(2, bool),
+                            nothing, 0)
+    assert text_first[0].tolist() == [2.0, 1.0] and cf_first[0].tolist() == [0.5, 1.0]
+    with pytest.raises(ValueError):
+        resolve_weights({"ease": 1.0})
+    with pytest.raises(ValueError):
+        BlendSettings.from_mapping({"lambda": 3})
+    assert BlendSettings.from_mapping({"sequence_gap": 3}).sequence_gap == 3
+
+
+def test_freshness_matrix_uses_each_users_now_and_zero_for_unknown_dates():
+    day = 86400.0
+    fresh = freshness_matrix(np.array([0.0, 10 * day, np.nan]), np.array([10 * day, 20 * day]), half_life_days=10)
+    assert fresh[0].tolist() == pytest.approx([0.5, 1.0, 0.0])
+    assert fresh[1].tolist() == pytest.approx([0.25, 0.5, 0.0])
+
+
+def test_config_weights_and_blend_settings_match_the_library_defaults():
+    from nlp_suite.config import load_config
+
+    cfg = load_config([])
+    assert resolve_weights(dict(cfg.recommend.weights)) == resolve_weights(None)
+    assert BlendSettings.from_mapping(dict(cfg.recommend.blend)) == BlendSettings()
+
+
+def test_component_terms_sum_to_the_score_with_the_cold_lift_inside_model():
+    from nlp_suite.recommend.batch import component_terms
+
+    parts = {"model": np.array([[1.0, 2.0]]), "cooccurrence": np.array([[0.5, 0.0]]), "sequence": np.zeros((1, 2)),
+             "popularity": np.array([0.2, 0.4]), "freshness": np.array([1.0, 0.0])}
+    weights = resolve_weights({"model": 1.0, "cooccurrence": 1.0, "sequence": 0.3, "popularity": 0.5,
+                               "freshness": 0.1})
+    terms = component_terms(parts, weights, 0, 1, score=3.0)  # promoted: the blend alone gives 2.2
+    assert terms["model"] + terms["popularity"] + terms["freshness"] == pytest.approx(3.0)
+    assert terms["model.text"] == 2.0 and terms["model.cold_slot"] == pytest.approx(0.8)
+    assert sum(v for k, v in terms.items() if k.startswith("model.")) == pytest.approx(terms["model"])
