@@ -216,13 +216,14 @@ def run(args: argparse.Namespace) -> list[dict]:
                 with RssSampler() as memory:
                     summary = score_unscored(url, version, classifier, chunk_size=args.chunk, progress=args.progress)
                 # Bare speed drifts on a shared 2-core machine: time it before and after, compare with the faster.
-                bare = max(before, bare_inference(classifier, min(args.docs, args.bare_docs), args.chunk))
+                after = bare_inference(classifier, min(args.docs, args.bare_docs), args.chunk)
+                bare = max(before, after)
                 peak, growth = memory.summary()
                 rows.append({"db": db, "model": variant, "documents": summary.documents,
                              "bare docs/s": round(bare, 1), "end-to-end docs/s": round(summary.docs_per_second, 1),
                              "ratio": round(summary.docs_per_second / bare, 3), "peak RSS MiB": round(peak),
                              "RSS growth MiB": round(growth, 1), "FPB test accuracy": accuracy(classifier, test)})
-                print(rows[-1], flush=True)
+                print({**rows[-1], "bare before/after docs/s": (round(before), round(after))}, flush=True)
     finally:
         for _, cleanup in urls.values():
             if cleanup:

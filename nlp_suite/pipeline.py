@@ -119,7 +119,8 @@ def score_documents(cfg: DictConfig, index: int = 0, count: int = 1):
     classifier = TextClassifier(inference_model(loaded.model, cfg.score.get("precision", "fp32")), loaded.tokenizer,
                                 loaded.task.labels, loaded.max_len)
     return score_unscored(db_url(cfg), version.id, classifier, chunk_size=cfg.score.chunk_size,
-                          scope=cfg.score.get("scope", "all"), partition=Partition(index, count))
+                          scope=cfg.score.get("scope", "all"), partition=Partition(index, count),
+                          stale_after_minutes=cfg.score.get("stale_run_minutes", 15))
 
 
 def score_partition(overrides: list[str], index: int, count: int):
@@ -174,7 +175,8 @@ def raise_alerts(cfg: DictConfig):
         explainer = lambda text: word_importance(classifier, text, NEGATIVE, a.explain_words)  # noqa: E731
     return detect_alerts(db_url(cfg), version.id, bucket=a.bucket, baseline_buckets=a.baseline_buckets,
                          min_volume=a.min_volume, z_threshold=a.z_threshold, p_threshold=a.p_threshold,
-                         evidence_docs=a.evidence_docs, notifier=notifier, explainer=explainer)
+                         evidence_docs=a.evidence_docs, fallback=a.get("fallback_to_other_versions", True),
+                         notifier=notifier, explainer=explainer)
 
 
 def alerts_table(cfg: DictConfig, limit: int = 50):

@@ -418,13 +418,15 @@ def load_catalog(url: str, items_path: Source, interactions_path: Source, *,
 _YEAR = re.compile(r"\((\d{4})\)\s*$")
 
 
-def movielens_frames(folder: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+def movielens_frames(folder: str | Path, tags_until: dict[str, pd.Timestamp] | None = None
+                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """MovieLens (ml-latest-small layout) as (items, interactions) frames in the catalog's column shape.
 
     Items: ``id`` = movieId, ``title``, ``tags`` = genres ('|'), ``category`` = first genre, ``description`` =
-    the users' free-text tags (distinct, most used first), ``created_at`` = first rating/tag time of the movie
-    (else 1 January of the year in the title, else empty). Interactions: event ``rating`` with ``value`` = the
-    stars, so with the default ``min_rating=4.0`` a rating >= 4 is positive.
+    the users' free-text tags (distinct, most used first), ``created_at`` = 1 January of the year in the title
+    (ISO-8601 text, else empty). Interactions: event ``rating`` with ``value`` = the stars, so with the default
+    ``min_rating=4.0`` a rating >= 4 is positive. ``tags_until`` (userId -> time): keep only the tags a user
+    wrote up to that time (users not in it: none), so an evaluation split can keep test-time tags out of the text.
     """
     folder = Path(folder)
     for name in ("movies.csv", "ratings.csv"):
@@ -439,26 +441,26 @@ def movielens_frames(folder: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
     tags["tag"] = tags["tag"].astype(str).str.strip().str.lower()
     tags = tags[tags["tag"] != ""]
+    if tags_until is not None:  # a tag written after a user's train period would leak test interactions
+        limit = tags["userId"].map({user: pd.Timestamp(when).timestamp() for user, when in tags_until.items()})
+        tags = tags[tags["timestamp"].astype(float) <= limit.fillna(-np.inf)]
     tag_counts = tags.groupby(["movieId", "tag"]).size().reset_index(name="n")
     tag_counts = tag_counts.sort_values(["movieId", "n", "tag"], ascending=[True, False, True])
     description = tag_counts.groupby("movieId")["tag"].agg(lambda values: ", ".join(values))
 
-    first_seen = pd.concat([ratings[["movieId", "timestamp"]], tags[["movieId", "timestamp"]]]) \
-        .groupby("movieId")["timestamp"].min()
-    first_seen = pd.to_datetime(first_seen, unit="s", utc=True)
+    # Not the first rating/tag time: that reads every rating, test ones included, so freshness would leak the
+    # future (a movie "created" in the test period is one somebody is about to rate). The title year is static.
     year = movies["title"].str.extract(_YEAR)[0]
-    by_year = pd.to_datetime(year.where(year.notna(), None) + "-01-01", utc=True, errors="coerce")
-    created = movies["movieId"].map(first_seen)
-    created = created.where(created.notna(), by_year)
+    created = pd.to_datetime(year.where(year.notna(), None) + "-01-01", utc=True, errors="coerce")
 
     genres = movies["genres"].where(movies["genres"] != "(no genres listed)", "")
     items = pd.DataFrame({
         "id": movies["movieId"],
         "title": movies["title"].str.strip(),
-        "description": movies["movieId"].map(description).fillna(""),
+        "description": movies["movieId"].map(lambda movie: description.get(movie, "")),
         "tags": genres,
         "category": genres.str.split("|").str[0].fillna(""),
-        "created_at": pd.to_datetime(created, utc=True),
+        "created_at": created.dt.strftime("%Y-%m-%dT%H:%M:%SZ").fillna(""),  # ISO text; '' = unknown (no year)
     })
     interactions = pd.DataFrame({
         "user_id": ratings["userId"],

@@ -11,7 +11,7 @@ import httpx
 import pandas as pd
 from rich.table import Table
 from scipy.stats import binomtest
-from sqlalchemy import select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from nlp_suite.storage.base import utcnow
@@ -62,13 +62,25 @@ class AlertSummary:
         return table
 
 
-def load_labels(session: Session, model_version_id: int) -> pd.DataFrame:
-    """One row per (document, entity) scored by the model version: entity, published_at (UTC), negative (0/1)."""
+def load_labels(session: Session, model_version_id: int, fallback: bool = True) -> pd.DataFrame:
+    """One row per (document, entity) with a score: entity, published_at (UTC), negative (0/1).
+
+    The label is the version's own; with `fallback`, a document it has not scored yet (a rescoring backfill after
+    a promotion is still running) takes its most recent score from another version, so the baseline of older
+    buckets does not vanish and spikes are not missed while the backfill catches up.
+    """
+    preferred = case((SentimentScore.model_version_id == model_version_id, 0), else_=1)
+    choice = func.row_number().over(partition_by=SentimentScore.document_id,
+                                    order_by=(preferred, SentimentScore.scored_at.desc(), SentimentScore.id.desc()))
+    ranked = select(SentimentScore.document_id, SentimentScore.label, choice.label("choice"))
+    if not fallback:
+        ranked = ranked.where(SentimentScore.model_version_id == model_version_id)
+    score = ranked.subquery()
     rows = session.execute(
-        select(DocumentEntity.entity, Document.published_at, (SentimentScore.label == NEGATIVE).label("negative"))
+        select(DocumentEntity.entity, Document.published_at, (score.c.label == NEGATIVE).label("negative"))
         .join(Document, Document.id == DocumentEntity.document_id)
-        .join(SentimentScore, SentimentScore.document_id == Document.id)
-        .where(SentimentScore.model_version_id == model_version_id, Document.published_at.is_not(None))
+        .join(score, score.c.document_id == Document.id)
+        .where(score.c.choice == 1, Document.published_at.is_not(None))
     ).all()
     frame = pd.DataFrame(rows, columns=["entity", "published_at", "negative"])
     frame["published_at"] = pd.to_datetime(frame["published_at"], utc=True)
@@ -261,6 +273,7 @@ def detect_alerts(
     z_threshold: float = 3.0,
     p_threshold: float = 0.01,
     evidence_docs: int = 3,
+    fallback: bool = True,
     notifier: Notifier | None = None,
     explainer: Explainer | None = None,
 ) -> AlertSummary:
@@ -271,7 +284,7 @@ def detect_alerts(
         raise ValueError("baseline_buckets and min_volume must be >= 1")
     factory = session_factory(url)
     with factory() as session:
-        counts = bucket_counts(load_labels(session, model_version_id), bucket)
+        counts = bucket_counts(load_labels(session, model_version_id, fallback), bucket)
     summary = AlertSummary(entities_checked=int(counts["entity"].nunique()), buckets_checked=len(counts))
     spikes = find_spikes(
         with_baseline(counts, bucket, baseline_buckets),

@@ -1,16 +1,18 @@
 """Incremental, idempotent batch scoring: every document gets exactly one sentiment score per model version."""
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from datetime import timedelta
+from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
 from rich.table import Table
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, func, select, text, update
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
@@ -73,22 +75,25 @@ class Partition:
             raise ValueError(f"partition index must be in [0, {self.count}), got {self.index} (count {self.count})")
 
 
-def _unscored(model_version_id: int, scope: str = "all", partition: Partition | None = None) -> list:
+def _unscored(model_version_id: int, scope: str = "all", partition: Partition | None = None,
+              after_id: int = 0) -> list:
     """WHERE clauses of the work: no score from this version (NOT EXISTS uses the unique index), per scope.
 
     scope "new": documents no version has scored yet (fresh arrivals, scored first after a promotion);
     "backfill": documents only older versions scored (rescoring after a promotion, in the background);
-    "all": both.
+    "all": both. `after_id` is the keyset cursor; it is repeated inside the subqueries because PostgreSQL does not
+    carry an inequality across the join, and without it every chunk's anti-join walks all scores written so far
+    (quadratic: 75 ms per chunk at 500,000 scores instead of 4 ms).
     """
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
-    clauses = [~exists().where(SentimentScore.document_id == Document.id,
-                               SentimentScore.model_version_id == model_version_id)]
-    scored_by_any = exists().where(SentimentScore.document_id == Document.id)
+    scored = (SentimentScore.document_id == Document.id, SentimentScore.document_id > after_id)
+    clauses = [Document.id > after_id,
+               ~exists().where(*scored, SentimentScore.model_version_id == model_version_id)]
     if scope == "new":
-        clauses.append(~scored_by_any)
+        clauses.append(~exists().where(*scored))
     elif scope == "backfill":
-        clauses.append(scored_by_any)
+        clauses.append(exists().where(*scored))
     if partition is not None and partition.count > 1:
         clauses.append(Document.id % partition.count == partition.index)
     return clauses
@@ -127,23 +132,27 @@ def _predict(predictor: Predictor, texts: list[str]) -> np.ndarray:
 
 def score_unscored(
     url: str, model_version_id: int, predictor: Predictor, *, chunk_size: int = 256, progress: bool = False,
-    scope: str = "all", partition: Partition | None = None,
+    scope: str = "all", partition: Partition | None = None, stale_after_minutes: float = 15.0,
 ) -> ScoringSummary:
     """Score every document without a score from `model_version_id`, committing one chunk at a time."""
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    where = _unscored(model_version_id, scope, partition)
+    if stale_after_minutes <= 0:
+        raise ValueError(f"stale_after_minutes must be > 0, got {stale_after_minutes}")
+    _unscored(model_version_id, scope, partition)  # validates scope before any row is written
+    where = functools.partial(_unscored, model_version_id, scope, partition)
     factory = session_factory(url)
     with factory.begin() as session:
         if session.get(ModelVersion, model_version_id) is None:
             raise ValueError(f"model version {model_version_id} does not exist")
+        abandon_stale_runs(session, timedelta(minutes=stale_after_minutes))
         total = count_unscored(session, model_version_id, scope, partition) if progress else None
-        run = ScoringRun(model_version_id=model_version_id, status="running")
+        run = ScoringRun(model_version_id=model_version_id, status="running", heartbeat_at=utcnow())
         session.add(run)
         session.flush()
         run_id = run.id
     try:
-        summary = _score_chunks(factory, model_version_id, predictor, chunk_size, total, progress, where)
+        summary = _score_chunks(factory, run_id, model_version_id, predictor, chunk_size, total, progress, where)
     except BaseException:
         _finish_run(factory, run_id, "failed")
         raise
@@ -151,6 +160,20 @@ def score_unscored(
     logger.info("scored %d documents in %d chunks (%.1f docs/s)", summary.documents, summary.chunks,
                 summary.docs_per_second)
     return summary
+
+
+def abandon_stale_runs(session: Session, older_than: timedelta) -> int:
+    """Mark `running` rows whose last heartbeat is older than `older_than` as abandoned (their process died)."""
+    now = utcnow()
+    stale = session.scalars(
+        select(ScoringRun).where(ScoringRun.status == "running",
+                                 func.coalesce(ScoringRun.heartbeat_at, ScoringRun.started_at) < now - older_than)
+    ).all()
+    for run in stale:
+        run.status, run.finished_at = "abandoned", now
+        logger.warning("scoring run %d (model version %d) stopped beating at %s with %d documents: marked abandoned",
+                       run.id, run.model_version_id, run.heartbeat_at or run.started_at, run.documents)
+    return len(stale)
 
 
 def _finish_run(factory, run_id: int, status: str, summary: ScoringSummary | None = None) -> None:
@@ -219,13 +242,13 @@ class _Pipeline:
 _DONE = object()  # end-of-stream marker between pipeline stages
 
 
-def _read_chunks(pipeline: _Pipeline, factory, where: list, chunk_size: int) -> None:
+def _read_chunks(pipeline: _Pipeline, factory, where: Callable[[int], list], chunk_size: int) -> None:
     """Reader stage: keyset-paginated chunks of (ids, texts), each read in its own short session."""
     last_id = 0  # a chunk whose inserts all conflict (another worker) still moves the cursor forward
     while not pipeline.stop_reading.is_set():
         with factory() as session:
             rows = session.execute(
-                select(Document.id, Document.text).where(Document.id > last_id, *where)
+                select(Document.id, Document.text).where(*where(last_id))
                 .order_by(Document.id).limit(chunk_size)
             ).all()
         if not rows:
@@ -244,29 +267,44 @@ class _Tally:
     chunks: int = 0
 
 
-def _write_chunks(pipeline: _Pipeline, factory, model_version_id: int, labels: list[str], tally: _Tally,
-                  bar: tqdm) -> None:
+def _write_chunks(pipeline: _Pipeline, factory, run_id: int, model_version_id: int, labels: list[str],
+                  tally: _Tally, bar: tqdm) -> None:
     """Writer stage: insert each predicted chunk and commit it (one transaction per chunk: crash-safe)."""
     while (item := pipeline.to_writer.get()) is not _DONE:
         ids, probabilities = item
         with factory.begin() as session:
+            _relax_commit_durability(session)
             inserted = bulk_insert_ignoring_conflicts(
                 session, SentimentScore, _score_rows(ids, probabilities, labels, model_version_id),
                 ("document_id", "model_version_id"))
+            # Same transaction as the scores: the run row's count never disagrees with what is stored.
+            session.execute(update(ScoringRun).where(ScoringRun.id == run_id)
+                            .values(documents=ScoringRun.documents + inserted, heartbeat_at=utcnow()))
         tally.scored += inserted
         tally.chunks += 1
         bar.update(len(ids))
         logger.info("chunk %d: scored %d/%d documents up to id %d", tally.chunks, inserted, len(ids), ids[-1])
 
 
-def _score_chunks(factory, model_version_id: int, predictor: Predictor, chunk_size: int, total: int | None,
-                  progress: bool, where: list) -> ScoringSummary:
+def _relax_commit_durability(session: Session) -> None:
+    """PostgreSQL: do not wait for this transaction's WAL flush at commit.
+
+    A crash can then lose the last few hundred milliseconds of committed chunks, never part of one (the WAL stays
+    consistent), and those documents simply have no score and are scored again by the next run: exactly-once holds
+    and the writer stops stalling on fsync. Nothing else's durability changes: it is SET LOCAL.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL synchronous_commit = off"))
+
+
+def _score_chunks(factory, run_id: int, model_version_id: int, predictor: Predictor, chunk_size: int,
+                  total: int | None, progress: bool, where: Callable[[int], list]) -> ScoringSummary:
     """Read -> predict -> insert/commit, pipelined; chunks already predicted are committed even when a later one fails."""
     started, tally, pipeline = time.perf_counter(), _Tally(), _Pipeline()
     with tqdm(total=total, unit="doc", desc="scoring", disable=not progress) as bar:
         pipeline.start("score-reader", _read_chunks, pipeline, factory, where, chunk_size)
-        pipeline.start("score-writer", _write_chunks, pipeline, factory, model_version_id, predictor.labels, tally,
-                       bar)
+        pipeline.start("score-writer", _write_chunks, pipeline, factory, run_id, model_version_id, predictor.labels,
+                       tally, bar)
         reader, writer = pipeline.threads
         try:
             while (chunk := pipeline.get(pipeline.to_model, reader)) is not _DONE:

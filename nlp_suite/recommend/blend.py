@@ -9,6 +9,14 @@ row's largest absolute value) so weights in conf `recommend.weights` mean the sa
 * `sequence`: sequential rules: T[i, j] sums 1 / gap over every user's time-ordered interactions where j follows
   i within `sequence_gap` steps; a user scores sum_k decay^k T[k-th most recent item, :] over the last
   `sequence_recent` items (what people watch next, order-aware).
+* `graph`: RP3beta (Paudel et al. 2017): a 3-step random walk item -> user -> item on X, W[i, j] = sum_u
+  P(u | i) P(j | u), divided by popularity(j) ** `rp3_beta` (so the walk does not always end at blockbusters),
+  each row keeping its `rp3_neighbours` largest weights; score = profile W.
+* `content`: cosine between the user's TF-IDF label profile (genres, tags) and each item's: the one interaction
+  component that also scores cold items.
+
+The user profile EASE and RP3beta read is the binary positive matrix, or with `recency_half_life` > 0 each
+positive weighted 0.5 ** (k / half-life) for the k-th most recent (tastes drift; the test part is the future).
 
 Items with no interaction get 0 from both, so on their own they could never reach a top K: `promote_cold` is the
 business rule that gives the best never-interacted item of each user (ranked by the blend, i.e. by its text
@@ -18,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 from scipy import sparse
@@ -34,6 +42,9 @@ class BlendSettings:
     sequence_decay: float = 0.8  # weight of the k-th most recent of them: decay ** k
     cold_slot: int = 10  # rank given to the best never-interacted item (0 = no slot)
     cold_freshness: float = 1.0  # extra freshness weight when choosing that item (new items are what is watched)
+    rp3_beta: float = 0.5  # RP3beta popularity penalty (0 = plain P^3 walk)
+    rp3_neighbours: int = 200  # weights kept per item row (0 = all)
+    recency_half_life: float = 0.0  # profile weight halves every this many positives back (0 = all weigh 1)
 
     @classmethod
     def from_mapping(cls, given: Mapping[str, float] | None) -> "BlendSettings":
@@ -49,6 +60,8 @@ class BlendSettings:
         if (not 0 < settings.sequence_decay <= 1 or settings.cold_slot < 0 or not math.isfinite(settings.ease_lambda)
                 or not math.isfinite(settings.cold_freshness)):
             raise ValueError(f"sequence_decay must be in (0, 1], cold_slot >= 0: {settings}")
+        if settings.rp3_beta < 0 or settings.rp3_neighbours < 0 or not settings.recency_half_life >= 0:
+            raise ValueError(f"rp3_beta, rp3_neighbours and recency_half_life must be >= 0: {settings}")
         return settings
 
 
@@ -59,6 +72,66 @@ def positive_matrix(sequences: Sequence[Sequence[int]], n_items: int) -> sparse.
     matrix = sparse.csr_matrix((np.ones(len(rows), dtype=np.float64), (rows, cols)), shape=(len(sequences), n_items))
     matrix.data[:] = 1.0  # repeated pairs count once
     return matrix
+
+
+def profile_matrix(sequences: Sequence[Sequence[int]], n_items: int, half_life: float = 0.0) -> sparse.csr_matrix:
+    """(U, I) user profiles: 1 per item of the time-ordered sequence, or 0.5 ** (k / half_life) for the k-th most
+    recent (a repeated item keeps its latest weight); half_life 0 = `positive_matrix`."""
+    if half_life <= 0:
+        return positive_matrix(sequences, n_items)
+    rows, cols, values = [], [], []
+    for user, sequence in enumerate(sequences):
+        items, first = np.unique(np.asarray(sequence, dtype=np.int64)[::-1], return_index=True)  # k of latest
+        rows.append(np.full(len(items), user))
+        cols.append(items)
+        values.append(np.power(0.5, first / half_life))
+    if not rows:
+        return sparse.csr_matrix((len(sequences), n_items), dtype=np.float64)
+    return sparse.csr_matrix((np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))),
+                             shape=(len(sequences), n_items))
+
+
+def rp3beta_weights(positive: sparse.spmatrix, beta: float, neighbours: int) -> tuple[np.ndarray, np.ndarray]:
+    """(warm item indexes, their (W, W) RP3beta weights): P(j | i) over item -> user -> item, / popularity(j) **
+    beta, zero diagonal, each row's `neighbours` largest kept (0 = all). Only items with a positive take part."""
+    x = sparse.csr_matrix(positive, dtype=np.float64)
+    x.data[:] = 1.0
+    degree = np.asarray(x.sum(axis=0)).ravel()
+    warm = np.flatnonzero(degree > 0)
+    xw = x[:, warm]
+    user_degree = np.asarray(xw.sum(axis=1)).ravel()
+    to_user = sparse.diags(1.0 / degree[warm]) @ xw.T  # (W, U) P(u | i)
+    to_item = sparse.diags(1.0 / np.maximum(user_degree, 1.0)) @ xw  # (U, W) P(j | u)
+    weights = (to_user @ to_item).toarray() / np.power(degree[warm], beta)[None, :]
+    weights[np.diag_indices_from(weights)] = 0.0
+    if 0 < neighbours < len(warm):  # small weights are mostly noise from one shared user
+        cut = np.partition(weights, -neighbours, axis=1)[:, -neighbours][:, None]
+        weights[weights < cut] = 0.0
+    return warm, weights
+
+
+def content_features(labels: Sequence[Sequence[str]]) -> sparse.csr_matrix:
+    """(I, F) TF-IDF rows (L2-normalised) of each item's labels (e.g. genres and tags): defined for cold items
+    too, so a user whose history shares labels with a never-rated item can see it."""
+    vocabulary: dict[str, int] = {}
+    rows, cols = [], []
+    for item, item_labels in enumerate(labels):
+        for label in set(item_labels):
+            rows.append(item)
+            cols.append(vocabulary.setdefault(label, len(vocabulary)))
+    x = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(labels), len(vocabulary)))
+    idf = np.log((1 + len(labels)) / (1 + np.asarray(x.sum(axis=0)).ravel())) + 1.0  # rare labels say more
+    x = sparse.csr_matrix(x @ sparse.diags(idf))
+    norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
+    return sparse.csr_matrix(sparse.diags(1.0 / np.where(norms > 0, norms, 1.0)) @ x)
+
+
+def content_scores(profile: sparse.spmatrix, features: sparse.spmatrix) -> np.ndarray:
+    """(U, I) cosine between each user's profile-weighted mean label vector and every item's."""
+    taste = sparse.csr_matrix(profile @ features)
+    norms = np.sqrt(np.asarray(taste.multiply(taste).sum(axis=1)).ravel())
+    taste = sparse.diags(1.0 / np.where(norms > 0, norms, 1.0)) @ taste
+    return np.asarray((taste @ features.T).todense(), dtype=np.float64)
 
 
 def ease_weights(positive: sparse.spmatrix, ease_lambda: float) -> tuple[np.ndarray, np.ndarray]:
@@ -182,33 +255,44 @@ class InteractionModel:
     ease: np.ndarray  # (W, W) EASE weights
     transitions: sparse.csr_matrix  # (I, I) sequential rules
     settings: BlendSettings
+    graph_warm: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # RP3beta rows
+    graph: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (G, G) RP3beta weights
 
 
 def fit_interactions(positives: Sequence[Sequence[int]], sequences: Sequence[Sequence[int]], n_items: int,
-                     settings: BlendSettings) -> InteractionModel:
-    """EASE on the users' positives and sequential rules on their time-ordered interactions (any event)."""
-    warm, weights = ease_weights(positive_matrix(positives, n_items), settings.ease_lambda)
-    return InteractionModel(warm, weights, transition_matrix(sequences, n_items, settings.sequence_gap), settings)
+                     settings: BlendSettings, graph: bool = False) -> InteractionModel:
+    """EASE on the users' positives and sequential rules on their time-ordered interactions (any event);
+    RP3beta only with `graph` (a second dense item x item matrix; it has not won a validation weight yet)."""
+    positive = positive_matrix(positives, n_items)
+    warm, weights = ease_weights(positive, settings.ease_lambda)
+    model = InteractionModel(warm, weights, transition_matrix(sequences, n_items, settings.sequence_gap), settings)
+    if graph:
+        model.graph_warm, model.graph = rp3beta_weights(positive, settings.rp3_beta, settings.rp3_neighbours)
+    return model
 
 
 def components(model: InteractionModel, text_scores: np.ndarray, positives: Sequence[Sequence[int]],
-               sequences: Sequence[Sequence[int]], popularity: np.ndarray, freshness: np.ndarray
-               ) -> dict[str, np.ndarray]:
+               sequences: Sequence[Sequence[int]], popularity: np.ndarray, freshness: np.ndarray,
+               content: sparse.spmatrix | None = None) -> dict[str, np.ndarray]:
     """The blend's components for a block of users (rows of `text_scores`, `positives`, `sequences`).
 
     model: per-user z-score of the text two-tower score (defined for every item, cold ones included);
-    cooccurrence, sequence: `scale_rows` of EASE and sequential-rule scores; popularity (I,) and freshness
-    ((I,) or (U, I)) as given, already in [0, 1].
+    cooccurrence, graph (when fitted), sequence: `scale_rows` of EASE, RP3beta and sequential-rule scores (EASE
+    and RP3beta read the `recency_half_life` profile); popularity (I,) and freshness ((I,) or (U, I)) as given,
+    in [0, 1]; content (given `content_features` (I, F)): `content_scores` of the same profile, in [0, 1].
     """
     n_items = text_scores.shape[1]
     text = np.asarray(text_scores, dtype=np.float64)
     mean, std = text.mean(axis=1, keepdims=True), text.std(axis=1, keepdims=True)
     s = model.settings
+    profile = profile_matrix(positives, n_items, s.recency_half_life)
     return {"model": (text - mean) / np.where(std > 1e-12, std, 1.0),
-            "cooccurrence": scale_rows(ease_scores(positive_matrix(positives, n_items), model.warm, model.ease)),
+            "cooccurrence": scale_rows(ease_scores(profile, model.warm, model.ease)),
+            **({"graph": scale_rows(ease_scores(profile, model.graph_warm, model.graph))} if model.graph.size else {}),
             "sequence": scale_rows(sequence_scores(sequences, model.transitions, s.sequence_recent,
                                                    s.sequence_decay)),
-            "popularity": np.asarray(popularity, dtype=np.float64), "freshness": np.asarray(freshness, np.float64)}
+            "popularity": np.asarray(popularity, dtype=np.float64), "freshness": np.asarray(freshness, np.float64),
+            **({} if content is None else {"content": content_scores(profile, content)})}
 
 
 def final_scores(parts: Mapping[str, np.ndarray], weights: Mapping[str, float], cold: np.ndarray,

@@ -79,7 +79,8 @@ class SentimentScore(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"))
-    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), index=True)
+    # No index of its own: the unique (document_id, model_version_id) one serves lookups; see migration 0003.
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
     label: Mapped[str] = mapped_column(String(32))
     probabilities: Mapped[dict[str, float]] = mapped_column(JSON)
     scored_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -210,7 +211,7 @@ class Recommendation(Base):
     components: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
 
 
-SCORING_RUN_STATUSES = ("running", "complete", "failed")
+SCORING_RUN_STATUSES = ("running", "complete", "failed", "abandoned")  # abandoned: its process died
 
 
 class ScoringRun(Base):
@@ -225,4 +226,5 @@ class ScoringRun(Base):
     docs_per_second: Mapped[float] = mapped_column(Float, default=0.0)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[Optional[datetime]]
+    heartbeat_at: Mapped[Optional[datetime]]  # stamped with every committed chunk: a stale one means a dead process
     status: Mapped[str] = mapped_column(String(16), default="running")  # one of SCORING_RUN_STATUSES

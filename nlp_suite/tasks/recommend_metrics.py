@@ -16,6 +16,7 @@ import math
 from collections.abc import Collection, Sequence
 from typing import Hashable
 
+import numpy as np
 import torch
 
 
@@ -42,6 +43,30 @@ def ndcg_at_k(ranked: Sequence[Hashable], relevant: Collection[Hashable], k: int
     dcg = sum(1.0 / math.log2(position + 2) for position, item in enumerate(ranked[:k]) if item in relevant)
     ideal = sum(1.0 / math.log2(position + 2) for position in range(min(k, len(relevant))))
     return dcg / ideal
+
+
+def tied_ndcg_at_k(scores: Sequence[float], relevant: Sequence[bool], k: int = 10) -> float:
+    """nDCG@k of the ranking by `scores` (higher first), expected over a uniformly random order of tied scores.
+
+    A group of tied items at positions a..b-1 holding r relevant out of n gains r / n of each of its positions'
+    discounts, so ties favour nobody (not item order, not the relevant items): a constant score gets exactly
+    the chance value, the expected nDCG@k of a random ranking. 0.0 when nothing is relevant.
+    """
+    _check_k(k)
+    values, wanted = np.asarray(scores, dtype=np.float64), np.asarray(relevant, dtype=bool)
+    total = int(wanted.sum())
+    if total == 0:
+        return 0.0
+    order = np.argsort(-values, kind="stable")
+    values, wanted = values[order], wanted[order]
+    starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
+    ends = np.r_[starts[1:], len(values)]
+    discount = np.zeros(len(values))
+    discount[:k] = 1.0 / np.log2(np.arange(2, min(k, len(values)) + 2))
+    discount_sum, relevant_sum = np.r_[0.0, np.cumsum(discount)], np.r_[0, np.cumsum(wanted)]
+    dcg = ((relevant_sum[ends] - relevant_sum[starts]) / (ends - starts)
+           * (discount_sum[ends] - discount_sum[starts])).sum()
+    return float(dcg / discount[:min(k, total)].sum())
 
 
 def mrr(ranked: Sequence[Hashable], relevant: Collection[Hashable]) -> float:

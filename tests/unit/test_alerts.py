@@ -11,7 +11,8 @@ from rich.console import Console
 from sqlalchemy import select
 
 from nlp_suite.monitoring import alerts as alerts_module
-from nlp_suite.monitoring.alerts import detect_alerts, log_notifier, open_alerts, severity, webhook_notifier
+from nlp_suite.monitoring.alerts import (detect_alerts, load_labels, log_notifier, open_alerts, severity,
+                                         webhook_notifier)
 from nlp_suite.storage import migrate
 from nlp_suite.storage.models import Alert, Document, DocumentEntity, ModelVersion, SentimentScore
 from nlp_suite.storage.session import session_scope
@@ -205,9 +206,45 @@ def test_documents_without_published_at_and_other_model_versions_are_ignored(db)
         session.flush()
         other_id = other.id
     add_bucket(url, other_id, "ACME", START + 10 * DAY, 10, 10)
-    summary = detect_alerts(url, version)
+    summary = detect_alerts(url, version, fallback=False)
     assert (summary.buckets_checked, summary.alerts_created) == (10, 0)
     assert stored_alerts(url) == []
+
+
+def add_version(url: str, name: str) -> int:
+    with session_scope(url) as session:
+        version = ModelVersion(name=name, task="sentiment", path=f"/models/{name}", sha256="2" * 64, status="active")
+        session.add(version)
+        session.flush()
+        return version.id
+
+
+def test_during_a_rescoring_backfill_older_documents_keep_their_previous_score(db):
+    """v2 was just promoted: it scored the fresh burst day, the backfill has not reached the older days yet."""
+    url, v1 = db
+    add_normal_days(url, v1, "ACME", 0, 10)
+    v2 = add_version(url, "sentiment-v2")
+    add_bucket(url, v2, "ACME", START + 10 * DAY, 10, 7)
+    assert detect_alerts(url, v2, fallback=False).alerts_created == 0  # no baseline left: the spike is missed
+    summary = detect_alerts(url, v2)
+    assert (summary.buckets_checked, summary.alerts_created) == (11, 1)
+    [alert] = stored_alerts(url)
+    assert (alert.entity, alert.bucket_start, alert.model_version_id) == ("ACME", START + 10 * DAY, v2)
+
+
+def test_a_document_rescored_by_the_active_version_counts_once_with_its_new_label(db):
+    url, v1 = db
+    add_bucket(url, v1, "ACME", START, 4, 4)  # v1: all negative
+    v2 = add_version(url, "sentiment-v2")
+    with session_scope(url) as session:
+        ids = session.scalars(select(Document.id).order_by(Document.id)).all()
+        session.add_all(SentimentScore(document_id=i, model_version_id=v2, label="positive",
+                                       probabilities={"negative": 0.1, "positive": 0.9}) for i in ids[:3])
+    with session_scope(url) as session:
+        labels = load_labels(session, v2)
+        assert (len(labels), int(labels["negative"].sum())) == (4, 1)  # 3 rescored positive, 1 still v1's negative
+        assert len(load_labels(session, v2, fallback=False)) == 3
+        assert int(load_labels(session, v1)["negative"].sum()) == 4  # a version's own labels always win
 
 
 def test_entity_without_history_alerts_only_on_overwhelming_evidence(db):

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from nlp_suite.recommend.batch import resolve_weights
-from nlp_suite.recommend.blend import (BlendSettings, components, ease_scores, ease_weights, final_scores,
-                                       fit_interactions, freshness_matrix, positive_matrix, promote_cold, scale_rows,
+from nlp_suite.recommend.blend import (BlendSettings, components, content_features, content_scores, ease_scores,
+                                       ease_weights, final_scores, fit_interactions, freshness_matrix,
+                                       positive_matrix, profile_matrix, promote_cold, rp3beta_weights, scale_rows,
                                        sequence_scores, transition_matrix)
 
 # 5 items; item 4 nobody touched (cold). Users like 0 -> 1 -> 2 in that order; user 3 has only 0.
@@ -106,3 +108,63 @@ def test_component_terms_sum_to_the_score_with_the_cold_lift_inside_model():
     assert terms["model"] + terms["popularity"] + terms["freshness"] == pytest.approx(3.0)
     assert terms["model.text"] == 2.0 and terms["model.cold_slot"] == pytest.approx(0.8)
     assert sum(v for k, v in terms.items() if k.startswith("model.")) == pytest.approx(terms["model"])
+
+
+def test_profile_matrix_weights_recent_positives_more():
+    assert (profile_matrix(POSITIVES, N_ITEMS).toarray() == positive_matrix(POSITIVES, N_ITEMS).toarray()).all()
+    profile = profile_matrix([[0, 1, 2, 1]], N_ITEMS, half_life=1.0).toarray()[0]
+    assert profile.tolist() == [0.125, 1.0, 0.5, 0.0, 0.0]  # a repeated item keeps its latest weight
+
+
+def test_rp3beta_walks_to_co_liked_items_and_penalises_popular_ones():
+    warm, weights = rp3beta_weights(positive_matrix(POSITIVES, N_ITEMS), beta=0.0, neighbours=0)
+    assert warm.tolist() == [0, 1, 2] and np.allclose(np.diag(weights), 0)
+    # From item 2 (users 0, 1: 3 items each) the walk reaches 0 and 1 with 1/3 each.
+    assert weights[2].tolist() == pytest.approx([1 / 3, 1 / 3, 0.0])
+    _, penalised = rp3beta_weights(positive_matrix(POSITIVES, N_ITEMS), beta=1.0, neighbours=0)
+    assert penalised[2, 0] < penalised[2, 1]  # item 0 is liked by 4 users, item 1 by 3
+    _, pruned = rp3beta_weights(positive_matrix(POSITIVES, N_ITEMS), beta=0.0, neighbours=1)
+    assert pruned[0].tolist() == pytest.approx([0.0, (1 / 3 + 1 / 3 + 1 / 2) / 4, 0.0])  # 0 -> 2 dropped
+    assert (pruned[2] > 0).sum() == 2  # a tie at the cut keeps both
+
+
+def test_content_scores_reach_cold_items_through_shared_labels():
+    features = content_features([["genre:a"], ["genre:a", "tag:x"], ["genre:b"], ["genre:b"], ["genre:a", "tag:x"]])
+    assert np.allclose(np.sqrt(features.multiply(features).sum(axis=1)), 1.0)
+    scores = content_scores(positive_matrix([[1]], N_ITEMS), features)
+    assert scores[0, 4] == pytest.approx(1.0) and scores[0, 4] > scores[0, 0] > scores[0, 2] == 0  # 4 is cold
+
+
+def test_components_add_graph_and_content():
+    settings = BlendSettings(ease_lambda=1.0, sequence_gap=2, rp3_neighbours=0)
+    assert "graph" not in components(fit_interactions(POSITIVES, POSITIVES, N_ITEMS, settings), np.zeros((4, N_ITEMS)),
+                                     POSITIVES, POSITIVES, np.zeros(N_ITEMS), np.zeros(N_ITEMS))
+    model = fit_interactions(POSITIVES, POSITIVES, N_ITEMS, settings, graph=True)
+    features = content_features([["g"], ["g"], ["h"], ["h"], ["g"]])
+    parts = components(model, np.zeros((4, N_ITEMS)), POSITIVES, POSITIVES, np.zeros(N_ITEMS), np.zeros(N_ITEMS),
+                       features)
+    assert parts["graph"].shape == parts["content"].shape == (4, N_ITEMS)
+    assert parts["graph"][3, 1] == pytest.approx(1.0) and np.all(parts["graph"][:, [3, 4]] == 0)
+    assert parts["content"][3, 4] > 0  # cold item 4 shares user 3's label
+    assert "content" not in components(model, np.zeros((4, N_ITEMS)), POSITIVES, POSITIVES, np.zeros(N_ITEMS),
+                                       np.zeros(N_ITEMS))
+    with pytest.raises(ValueError):
+        BlendSettings.from_mapping({"rp3_beta": -1})
+    assert BlendSettings.from_mapping({"rp3_neighbours": 50.0}).rp3_neighbours == 50
+
+
+# --- MovieLens adapter: item features from train-time information only --------------------------------------
+
+def test_movielens_frames_dates_items_by_title_year_and_cuts_tags(tmp_path):
+    from nlp_suite.data.catalog import movielens_frames
+
+    (tmp_path / "movies.csv").write_text("movieId,title,genres\n1,Old (1995),Drama\n2,No year,Comedy\n")
+    (tmp_path / "ratings.csv").write_text("userId,movieId,rating,timestamp\n7,1,4.0,100\n7,2,5.0,900000000\n")
+    (tmp_path / "tags.csv").write_text("userId,movieId,tag,timestamp\n7,1,early,50\n7,2,late,900000000\n")
+    items, _ = movielens_frames(tmp_path)
+    assert items["created_at"].tolist() == ["1995-01-01T00:00:00Z", ""]  # never a rating time (test ones leak)
+    assert items["description"].tolist() == ["early", "late"]
+    cut, _ = movielens_frames(tmp_path, tags_until={"7": pd.Timestamp(100, unit="s", tz="UTC")})
+    assert cut["description"].tolist() == ["early", ""]  # the tag written after user 7's cutoff is gone
+    nobody, _ = movielens_frames(tmp_path, tags_until={})
+    assert nobody["description"].tolist() == ["", ""]

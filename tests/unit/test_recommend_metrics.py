@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from nlp_suite.tasks.recommend_metrics import (auc, hit_rate_at_k, metrics_from_ranks, mrr, ndcg_at_k,
-                                               target_ranks)
+                                               target_ranks, tied_ndcg_at_k)
 
 RANKED = ["a", "b", "c", "d"]
 
@@ -98,3 +98,22 @@ def test_bulk_metrics_match_per_list_functions():
         per_list["auc"].append(auc(ranked, {target}))
     for name, values in per_list.items():
         assert bulk[name] == pytest.approx(sum(values) / len(values)), name
+
+
+def test_tied_ndcg_without_ties_is_ndcg():
+    scores = [0.9, 0.8, 0.3, 0.1]  # ranks a, b, c, d
+    assert tied_ndcg_at_k(scores, [False, True, False, False]) == pytest.approx(ndcg_at_k(RANKED, {"b"}))
+    assert tied_ndcg_at_k(scores, [True, False, True, False], k=2) == pytest.approx(ndcg_at_k(RANKED, {"a", "c"}, 2))
+    assert tied_ndcg_at_k(scores, [False] * 4) == 0.0
+
+
+def test_tied_ndcg_of_a_constant_score_is_chance():
+    # 1 relevant of 4, all tied: each position holds it with probability 1/4.
+    chance = sum(0.25 / math.log2(i + 2) for i in range(4))
+    assert tied_ndcg_at_k([1.0] * 4, [False, False, True, False]) == pytest.approx(chance)
+    assert tied_ndcg_at_k([1.0] * 4, [True, False, False, False]) == pytest.approx(chance)  # item order: no luck
+    # A tie group after a clear winner: the relevant item shares positions 2 and 3.
+    expected = 0.5 * (1 / math.log2(3) + 1 / math.log2(4))
+    assert tied_ndcg_at_k([5.0, 1.0, 1.0], [False, True, False]) == pytest.approx(expected)
+    with pytest.raises(ValueError):
+        tied_ndcg_at_k([1.0], [True], k=0)

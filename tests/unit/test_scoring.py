@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from nlp_suite.monitoring.scoring import Partition, Predictor, ScoringSummary, score_unscored
 from nlp_suite.storage import migrate
-from nlp_suite.storage.models import Document, ModelVersion, SentimentScore
+from nlp_suite.storage.models import Document, ModelVersion, ScoringRun, SentimentScore
 from nlp_suite.storage.session import session_scope
 
 LABELS = ["negative", "neutral", "positive"]
@@ -65,6 +65,14 @@ def scores_per_document(url: str, model_version_id: int) -> dict[int, int]:
             .group_by(SentimentScore.document_id)
         ).all()
     return dict(rows)
+
+
+def scoring_runs(url: str) -> list[ScoringRun]:
+    """All scoring_runs rows, oldest first."""
+    with session_scope(url) as session:
+        runs = session.scalars(select(ScoringRun).order_by(ScoringRun.id)).all()
+        session.expunge_all()
+        return list(runs)
 
 
 def document_ids(url: str) -> set[int]:
@@ -119,6 +127,8 @@ def test_crash_then_rerun_scores_each_document_exactly_once(db):
     with pytest.raises(RuntimeError, match="simulated crash"):
         score_unscored(url, version, KeywordPredictor(crash_on_call=3), chunk_size=10)
     assert sum(scores_per_document(url, version).values()) == 20  # the two chunks before the crash were committed
+    [run] = scoring_runs(url)
+    assert (run.status, run.documents) == ("failed", 20)  # counted with every committed chunk, not at the end
     summary = score_unscored(url, version, KeywordPredictor(), chunk_size=10)
     assert summary.documents == 30
     counts = scores_per_document(url, version)
@@ -313,3 +323,22 @@ def test_bulk_written_scores_read_back_like_orm_rows(db):
         assert before - timedelta(seconds=1) <= score.scored_at <= datetime.now(timezone.utc)
         assert isinstance(score.probabilities, dict) and set(score.probabilities) == set(LABELS)
         assert session.scalar(select(func.count()).where(SentimentScore.scored_at >= before - timedelta(seconds=1))) == 50
+
+
+def test_run_killed_without_cleanup_is_marked_abandoned_by_the_next_run(db):
+    """A SIGKILLed run never closes its row; the next run marks it abandoned once its heartbeat is stale."""
+    url, version = db
+    now = datetime.now(timezone.utc)
+    with session_scope(url) as session:
+        session.add_all([
+            ScoringRun(model_version_id=version, status="running", documents=7, heartbeat_at=now - timedelta(hours=2)),
+            ScoringRun(model_version_id=version, status="running", started_at=now - timedelta(hours=3)),  # no beat
+            ScoringRun(model_version_id=version, status="running", heartbeat_at=now),  # alive: a parallel worker
+        ])
+    score_unscored(url, version, KeywordPredictor(), chunk_size=20, stale_after_minutes=30)
+    dead_beat, dead_start, alive, this = scoring_runs(url)
+    assert (dead_beat.status, dead_beat.documents, dead_start.status) == ("abandoned", 7, "abandoned")
+    assert dead_beat.finished_at is not None and alive.status == "running"
+    assert (this.status, this.documents) == ("complete", 50) and this.heartbeat_at is not None
+    with pytest.raises(ValueError, match="stale_after_minutes"):
+        score_unscored(url, version, KeywordPredictor(), stale_after_minutes=0)
