@@ -57,7 +57,7 @@ from nlp_suite.ui import queries  # noqa: E402
 log = logging.getLogger(__name__)
 
 ALL_ENTITIES = "All entities"
-STREAM_WORDS = 3  # words added per streamed chunk
+STREAM_WORDS = 3  # words in the first streamed chunk; each later chunk doubles the prefix (few events per reply)
 STREAM_DELAY_S = 0.02  # default pause between chunks (ui.stream_delay_ms), so the reply visibly streams
 ERROR_TEXT = "Sorry, something went wrong on our side. Please try again in a moment."
 UNAVAILABLE_TEXT = ("The chatbot is not available: no active reply model. "
@@ -121,10 +121,18 @@ def details_line(reply: BotReply) -> str:
 
 
 def _chunks(shown: str) -> Iterator[str]:
-    """Growing prefixes of `shown`, a few words at a time (never splitting an HTML entity)."""
+    """Growing prefixes of `shown`: the first few words at once, then the prefix doubles (never splitting an entity).
+
+    Every chunk is a server-sent event carrying the whole prefix, so a fixed step costs O(words) events and
+    O(words^2) bytes per reply; doubling keeps it to ~log2(words) events, which is what lets many users chat at once.
+    """
     pieces = re.findall(r"\S+\s*", shown) or [shown]
-    for end in range(STREAM_WORDS, len(pieces) + STREAM_WORDS, STREAM_WORDS):
+    end = STREAM_WORDS
+    while True:
         yield "".join(pieces[:end])
+        if end >= len(pieces):
+            return
+        end *= 2
 
 
 # ---------------------------------------------------------------------- monitor helpers

@@ -247,3 +247,15 @@ def test_login_pairs_come_from_the_auth_setting():
     assert parse_auth("ana:s3cret, bo:pw:with:colons") == [("ana", "s3cret"), ("bo", "pw:with:colons")]
     with pytest.raises(ValueError, match="'nopassword'"):
         parse_auth("nopassword")
+
+
+def test_streamed_prefixes_double_so_a_long_reply_is_a_few_events():
+    from nlp_suite.ui.app import _chunks
+
+    words = " ".join(f"w{i}" for i in range(100))
+    prefixes = list(_chunks(words))
+    assert prefixes[0] == "w0 w1 w2 " and prefixes[-1] == words
+    assert all(a != b and b.startswith(a) for a, b in zip(prefixes, prefixes[1:]))
+    assert len(prefixes) == 7  # 3, 6, 12, 24, 48, 96, 100 words (a fixed 3-word step took 34)
+    assert list(_chunks("hi")) == ["hi"] and list(_chunks("")) == [""]
+    assert all(not p.endswith("&amp") for p in _chunks("a &amp; b &amp; c &amp; d &amp; e"))
