@@ -23,29 +23,37 @@ Protocol (all models in this one process, on the same split and the same sampled
   model above chance when its mean lift over chance exceeds 2 standard errors (per-user lifts).
 * **Baselines** (`nlp_suite.recommend.baselines`, fit on the train positives): most-popular, item-kNN (cosine on
   co-occurrence, all neighbours), BPR-MF (64 d, 20 epochs, Adam lr 0.005).
-* **Ours** = the production ranking of `nlp_suite.recommend.blend` (the code `recommend_all` runs), fitted on the
-  train part only: w_model * z(text two-tower score) + w_cooccurrence * EASE + w_sequence * sequential rules +
-  w_popularity * popularity + w_freshness * freshness + w_graph * RP3beta + w_content * content (TF-IDF
-  cosine of genres + train-time tags between the user's positives and each item; scores cold items too;
-  graph and content are bench-only so far: `recommend_all` has no item labels and conf weights lack them), then the best never-interacted (cold) item of each user
-  is given rank `recommend.blend.cold_slot` (10). Freshness uses each user's own "now" (their last train
-  rating): an item is created at its first train rating, a cold item on 1 January of its title year.
+* **Ours** = the production ranking of `nlp_suite.recommend.blend` (the code `recommend_all` runs, every
+  component included), fitted on the train part only: w_model * z(text two-tower score) + w_cooccurrence * EASE
+  + w_sequence * sequential rules + w_popularity * popularity + w_freshness * freshness + w_graph * RP3beta +
+  w_content * content (TF-IDF cosine of genres + train-time tags between the user's positives and each item).
+  A never-interacted (cold) item gets nothing from the interaction parts, so with w_cold > 0 its whole score is
+  w_cold * cold prior, prior = freshness + cold_content * content + cold_text * z(text) (`blend.cold_prior`);
+  then the best cold item of each user is given rank `recommend.blend.cold_slot` (10) when its prior reaches
+  `cold_min_prior`. Freshness (`blend.freshness_matrix`, conf `recommend.blend.freshness_*`) is user-time
+  aware: an item's age is its `created_at` (1 January of the title year) seen from the user's own "now", their
+  last train rating (known at prediction time); it peaks at 1 year, halves every 2 years after that and every
+  half year for movies younger than the peak (a user rarely rates a movie released after their last rating).
   No test information reaches an item's features: `movielens_frames` dates items by title year only (it used to
   take the first rating over all data), and the item text keeps only the tags each user wrote up to their last
-  train rating (`train_time_items`).
+  train rating (`train_time_items`; for validation, up to their validation sub-train end).
   **Ours (text only)** is the text two-tower score alone, so its own contribution stays visible.
 * **Validation, never test**: each user's last 20 % of *train* ratings (the test protocol applied inside train,
   `validation_split`). The text model (`RecommendTask`, item text = title + genres + users' tags) is trained on
   the rest, with early stopping on each user's last positive of that rest; it is not retrained for test (test
-  user vectors read the full train history). The blend weights are chosen by coordinate ascent (2 rounds over
-  `WEIGHT_GRID`, cooccurrence fixed at 1 as the scale, starting from conf `recommend.weights`) on validation
-  nDCG@10 with the components refitted on the validation sub-train, and then the cold slot's freshness weight
-  (`COLD_FRESHNESS_GRID`) on validation cold-start nDCG@10; then every component is refitted on the
-  whole train part and test is scored once with those weights. The blend settings (EASE lambda 100, sequence
-  gap 10, 5 recent items, decay 0.8; RP3beta beta 0.5, 200 neighbours; conf `recommend.blend`) were picked on
-  the same validation split during development (EASE lambda 50-800: 100 best; sequence weight/normalisation:
-  max-scaled rows beat z-scores; recency-weighted profiles, half-life 20 or 50 positives, lost to none).
-  conf `recommend.weights` holds the weights this selection gave on the reference run.
+  user vectors read the full train history, item vectors the train-time text). The blend weights are chosen by
+  coordinate ascent (2 rounds over `WEIGHT_GRID`, cooccurrence fixed at 1 as the scale, starting from conf
+  `recommend.weights`) on validation nDCG@10 with the components refitted on the validation sub-train; then
+  the cold prior (`tune_cold`): its content / text shares on the lower bound of the validation cold-start
+  lift among cold candidates (lift - 2 standard errors), its weight and the cold slot's gate on validation
+  nDCG@10; then every component is refitted on the whole train part and test is scored once with those
+  weights. The blend settings (EASE lambda 100, sequence gap 10, 5 recent items, decay 0.8; RP3beta beta 0.5,
+  200 neighbours; freshness peak 365 days, half-life 730 days, 182 days before the peak; conf
+  `recommend.blend`) were picked on the same validation split during development (EASE lambda 50-800: 100
+  best; sequence weight/normalisation: max-scaled rows beat z-scores; recency-weighted profiles, half-life 20
+  or 50 positives, lost to none; EASE on all ratings, negative ratings in the profile and a "trending at the
+  user's time" popularity lost too). conf `recommend.weights` / `recommend.blend` hold what this selection
+  gave on the reference run.
 * **Cost**: train seconds, and seconds to produce the top 10 for every user (scoring + exclusion + top-k).
 
 Writes ``<out>/recommend.md`` and ``<out>/recommend.json``.
@@ -95,12 +103,16 @@ QUICK_OVERRIDES = ["train.epochs=1", "model.embed_dim=16", "model.hidden_dim=16"
 # encodes ~4x fewer item texts than at 128 (5.7 min per epoch on a shared 2-core machine).
 FULL_OVERRIDES = ["model.max_len=32", "task.id_embedding=true", "task.long_term=true", "task.negatives=16",
                   "train.epochs=2", "task.train_overrides.batch_size=512", "++train.progress=false"]
-# Validation grid of the blend weights (`tune_weights`); cooccurrence is fixed at 1 and sets the scale.
-# graph (RP3beta) and content start at 0 (not in conf `recommend.weights`: `recommend_all` has no item labels).
+# Validation grid of the blend weights (`tune_weights`); cooccurrence is fixed at 1 and sets the scale; the
+# cold weight is left to `tune_cold`.
 WEIGHT_GRID = {"sequence": (0.0, 0.1, 0.2, 0.3, 0.5, 0.8), "graph": (0.0, 0.2, 0.5, 1.0),
                "content": (0.0, 0.02, 0.05, 0.1, 0.2), "model": (0.0, 0.01, 0.02, 0.05, 0.1, 0.2),
                "popularity": (0.0, 0.02, 0.05, 0.1, 0.2), "freshness": (0.0, 0.02, 0.05, 0.1, 0.2)}
-COLD_FRESHNESS_GRID = (0.0, 0.5, 1.0, 2.0, 5.0)  # `tune_cold_freshness`, on validation cold-start nDCG@10
+# The cold-item prior (`tune_cold`): (content share, text share) inside it on the lower bound of the validation
+# cold-start lift, then its weight and the gate of the cold slot on validation nDCG@10.
+COLD_SHARE_GRID = tuple((c, t) for c in (0.0, 0.05, 0.1, 0.3, 1.0) for t in (0.0, 0.02, 0.1))
+COLD_WEIGHT_GRID = (0.05, 0.1, 0.2, 0.3)
+COLD_MIN_PRIOR_GRID = (0.0, 0.5, 0.8, 0.9)
 HEADER = ("model", "nDCG@5", "nDCG@10", "HR@10", "MRR", "AUC(100 neg)", "cold nDCG@10 among all cand.",
           "cold nDCG@10 among cold cand.", "train s", "top-10 s")
 
@@ -294,39 +306,42 @@ def epoch_seconds(values: pd.Series) -> np.ndarray:
     return (values - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
 
 
-def freshness_of(split: Split, half_life_days: float) -> np.ndarray:
-    """(U, I) freshness at each user's own 'now' (their last train rating): item created = its first train
-    rating, else 1 January of the year in the title (cold items), else unknown (0)."""
-    from nlp_suite.recommend.blend import freshness_matrix
-
-    first = pd.Series(epoch_seconds(split.train["occurred_at"])).groupby(split.train["item"].to_numpy()).min()
-    year = split.items["title"].str.extract(r"\((\d{4})\)\s*$")[0]
-    created = np.array(epoch_seconds(pd.to_datetime(year + "-01-01", utc=True, errors="coerce")), dtype=np.float64)
-    created[first.index.to_numpy()] = first.to_numpy()
+def user_clock(split: Split) -> np.ndarray:
+    """(U,) each user's 'now': their last train rating (epoch seconds; users without one: the latest of all)."""
     last = pd.Series(epoch_seconds(split.train["occurred_at"])).groupby(split.train["user"].to_numpy()).max()
     now = np.full(len(split.users), np.nan)
     now[last.index.to_numpy()] = last.to_numpy()
-    return freshness_matrix(created, np.nan_to_num(now, nan=np.nanmax(now)), half_life_days)
+    return np.nan_to_num(now, nan=np.nanmax(now))
+
+
+def freshness_of(split: Split, half_life_days: float, settings: Any) -> np.ndarray:
+    """(U, I) freshness as `recommend_all` computes it (`blend.freshness_matrix`): item created = the catalog's
+    `created_at` (1 January of the title year, static: no rating time), seen from each user's own 'now' (their
+    last train rating; conf `recommend.blend.freshness_clock: user`), with the conf peak / future half-life."""
+    from nlp_suite.recommend.blend import freshness_matrix
+
+    created = np.array(epoch_seconds(pd.to_datetime(split.items["created_at"].replace("", None), utc=True,
+                                                    errors="coerce")), dtype=np.float64)
+    clock = user_clock(split)
+    if settings.freshness_clock != "user":  # the run's time: one clock for all, the end of train
+        clock = np.full_like(clock, clock.max())
+    return freshness_matrix(created, clock, half_life_days, settings.freshness_peak_days,
+                            settings.freshness_future_half_life_days)
 
 
 def blend_parts(split: Split, text_scores: np.ndarray, settings: Any, half_life_days: float
                 ) -> dict[str, np.ndarray]:
-    """The library's blend components for every user of `split` (fitted on its train part only)."""
+    """The library's blend components for every user of `split` (fitted on its train part only), all of them,
+    including graph, content and cold (`recommend_all` computes those its weights use)."""
     from nlp_suite.recommend.batch import popularity
-    from nlp_suite.recommend.blend import components, content_features, fit_interactions
+    from nlp_suite.recommend.blend import components, content_features, fit_interactions, item_labels
 
     positives, everything = sequences_of(split, True), sequences_of(split, False)
     model = fit_interactions(positives, everything, split.shape[1], settings, graph=True)
     liked = np.asarray(split.train_positive.sum(axis=0)).ravel()
+    content = content_features(item_labels(split.items["tags"].tolist(), split.items["description"].tolist()))
     return components(model, text_scores, positives, everything, popularity(liked),
-                      freshness_of(split, half_life_days), content_features(item_labels(split.items)))
-
-
-def item_labels(items: pd.DataFrame) -> list[list[str]]:
-    """Each item's genres and (train-time) user tags as labels for `content_features`."""
-    genres = items["tags"].fillna("").str.split("|")
-    tags = items["description"].fillna("").str.split(", ")
-    return [[f"genre:{g}" for g in gs if g] + [f"tag:{t}" for t in ts if t] for gs, ts in zip(genres, tags)]
+                      freshness_of(split, half_life_days, settings), content, cold_mask(split))
 
 
 def excluded(split: Split) -> list[np.ndarray]:
@@ -369,34 +384,65 @@ def tune_weights(parts: dict[str, np.ndarray], split: Split, start: dict[str, fl
     return best, best_value
 
 
-def tune_cold_freshness(parts: dict[str, np.ndarray], split: Split, weights: dict[str, float], settings: Any
-                        ) -> tuple[Any, float]:
-    """The cold slot's freshness weight with the best validation cold-start nDCG@10 (ties: the smaller)."""
+def cold_lower_bound(metrics: dict[str, float]) -> float:
+    """Cold-start nDCG@10 among cold candidates minus chance minus 2 standard errors (> 0: above chance)."""
+    return metrics["cold_pool_ndcg@10"] - metrics["cold_pool_chance_ndcg@10"] - 2 * metrics["cold_pool_lift_se"]
+
+
+def tune_cold(parts: dict[str, np.ndarray], split: Split, weights: dict[str, float], settings: Any
+              ) -> tuple[dict[str, float], Any, dict[str, float]]:
+    """The cold-item prior on validation. With weight "cold" > 0 a cold item's score is w_cold * (freshness +
+    cold_content * content + cold_text * text z), so the shares (`COLD_SHARE_GRID`) alone order the cold
+    items: they are chosen on the lower bound of the validation cold-start lift among cold candidates
+    (`cold_lower_bound`; ties: higher nDCG@10, then smaller shares); then the weight (`COLD_WEIGHT_GRID`),
+    which only sets where cold items fall among warm ones, and the cold slot's gate `cold_min_prior`
+    (`COLD_MIN_PRIOR_GRID`) on validation nDCG@10 (ties: the smaller). Returns weights, settings and the
+    validation metrics of the choice."""
     from dataclasses import replace
 
-    from nlp_suite.recommend.blend import final_scores
+    from nlp_suite.recommend.blend import cold_prior, final_scores
 
     cold, exclude = cold_mask(split), excluded(split)
     negatives = {u: np.zeros((len(r), 1), dtype=np.int64) for u, r in split.relevant.items()}  # AUC unused here
+
+    def with_prior(content_share: float, text_share: float) -> dict[str, np.ndarray]:
+        return {**parts, "cold": cold_prior(cold, parts["freshness"], parts.get("content"), content_share,
+                                            parts["model"], text_share)}
+
+    weights = {**weights, "cold": weights.get("cold") or COLD_WEIGHT_GRID[0]}
     found = {}
-    for value in COLD_FRESHNESS_GRID:
-        scores = final_scores(parts, weights, cold, exclude, settings.cold_slot, value)
-        found[value] = evaluate(scores, split, negatives)["cold_ndcg@10"]
-    best = max(COLD_FRESHNESS_GRID, key=lambda v: (found[v], -v))
-    return replace(settings, cold_freshness=best), found[best]
+    for shares in COLD_SHARE_GRID:
+        metrics = evaluate(final_scores(with_prior(*shares), weights, cold, exclude, settings.cold_slot,
+                                        settings.cold_freshness), split, negatives)
+        found[shares] = metrics
+    shares = max(COLD_SHARE_GRID, key=lambda key: (round(cold_lower_bound(found[key]), 6), found[key]["ndcg@10"],
+                                                   -sum(key)))
+    parts = with_prior(*shares)
+    settings = replace(settings, cold_content=shares[0], cold_text=shares[1])
+    by_weight = {w: fast_ndcg(final_scores(parts, {**weights, "cold": w}, cold, exclude, settings.cold_slot,
+                                           settings.cold_freshness), split) for w in COLD_WEIGHT_GRID}
+    weights["cold"] = max(COLD_WEIGHT_GRID, key=lambda w: (by_weight[w], -w))
+    by_gate = {g: fast_ndcg(final_scores(parts, weights, cold, exclude, settings.cold_slot, settings.cold_freshness,
+                                         g), split) for g in COLD_MIN_PRIOR_GRID}
+    gate = max(COLD_MIN_PRIOR_GRID, key=lambda g: (by_gate[g], -g))
+    chosen = dict(found[shares])
+    chosen["ndcg@10_after_gate"] = by_gate[gate]
+    return weights, replace(settings, cold_min_prior=gate), chosen
 
 
-def run_ours(split: Split, overrides: Sequence[str], var: str) -> dict[str, Any]:
+def run_ours(split: Split, overrides: Sequence[str], var: str, val: Split | None = None) -> dict[str, Any]:
     """Text two-tower trained on the validation sub-train, blend weights chosen on validation, test scored with
-    the library blend (`nlp_suite.recommend.blend`, as `recommend_all` does): rows 'ours' and 'ours (text only)'."""
+    the library blend (`nlp_suite.recommend.blend`, as `recommend_all` does): rows 'ours' and 'ours (text only)'.
+    `val`: the validation split with its own item text (tags up to each user's validation sub-train end,
+    `train_time_items`); default `validation_split(split)` with the train-time text."""
     import torch
 
     from nlp_suite.config import load_config
-    from nlp_suite.data.catalog import read_interactions, read_items
+    from nlp_suite.data.catalog import item_text, read_interactions, read_items
     from nlp_suite.models.encoder import Encoder
     from nlp_suite.recommend.batch import resolve_weights
     from nlp_suite.recommend.blend import BlendSettings, final_scores
-    from nlp_suite.tasks.recommend import RecommendTask, encode_token_ids, encode_users
+    from nlp_suite.tasks.recommend import RecommendTask, encode_items, encode_token_ids, encode_users
     from nlp_suite.text.tokenizer import TextTokenizer
     from nlp_suite.training.loop import fit
     from nlp_suite.training.train import build_task, encoder_config, fit_config
@@ -404,10 +450,10 @@ def run_ours(split: Split, overrides: Sequence[str], var: str) -> dict[str, Any]
     cfg = load_config(["task=recommend", f"paths.var={var}", *overrides])
     torch.manual_seed(int(cfg.seed))
     started = time.perf_counter()
-    val = validation_split(split)
+    val = val if val is not None else validation_split(split)
     task, _ = build_task(cfg)
     assert isinstance(task, RecommendTask)
-    items, _ = read_items(split.items)
+    items, _ = read_items(val.items)  # no tag written after a user's validation sub-train reaches the model
     columns = ["user_id", "item_id", "event", "value", "occurred_at"]
     train_events, _ = read_interactions(val.train[columns])
     data = task.split_sequences(items, train_events)  # validation ratings never reach the text model
@@ -418,12 +464,17 @@ def run_ours(split: Split, overrides: Sequence[str], var: str) -> dict[str, Any]
     result = fit(model, task, fit_config(cfg))
     train_seconds = time.perf_counter() - started
     with torch.no_grad():
-        vectors = encode_token_ids(model, task.item_tokens, task.pad_id, item_index=task.warm_index())  # (I, D)
+        val_vectors = encode_token_ids(model, task.item_tokens, task.pad_id, item_index=task.warm_index())  # (I, D)
+        test_items, _ = read_items(split.items)  # the same model reads the train-time text for test
+        vectors = encode_items(model, tokenizer, [item_text(t, g, d) for t, g, d in zip(
+            test_items["title"], test_items["tags"], test_items["description"])], int(cfg.model.max_len),
+            item_index=task.warm_index())
 
     def text_scores(part: Split) -> np.ndarray:
+        vectors_ = val_vectors if part is val else vectors
         histories = [h[-task.history:] for h in sequences_of(part, True)]
         with torch.no_grad():
-            return (encode_users(model, [vectors[h] for h in histories]) @ vectors.T).double().cpu().numpy()
+            return (encode_users(model, [vectors_[h] for h in histories]) @ vectors_.T).double().cpu().numpy()
 
     settings = BlendSettings.from_mapping(dict(cfg.recommend.blend))
     half_life = float(cfg.recommend.freshness_half_life_days)
@@ -431,7 +482,8 @@ def run_ours(split: Split, overrides: Sequence[str], var: str) -> dict[str, Any]
     val_parts = blend_parts(val, text_scores(val), settings, half_life)
     conf_weights = resolve_weights(dict(cfg.recommend.weights))
     weights, val_ndcg = tune_weights(val_parts, val, conf_weights, settings.cold_slot)
-    settings, val_cold = tune_cold_freshness(val_parts, val, weights, settings)
+    weights, settings, val_cold_metrics = tune_cold(val_parts, val, weights, settings)
+    val_ndcg, val_cold = val_cold_metrics["ndcg@10_after_gate"], val_cold_metrics["cold_pool_ndcg@10"]
     val_text = fast_ndcg(val_parts["model"], val)
     tune_seconds = time.perf_counter() - started
     del val_parts
@@ -441,7 +493,7 @@ def run_ours(split: Split, overrides: Sequence[str], var: str) -> dict[str, Any]
         parts = blend_parts(split, text_scores(split), settings, half_life)
         scores["text"] = parts["model"]
         return final_scores(parts, weights, cold_mask(split), excluded(split), settings.cold_slot,
-                            settings.cold_freshness)
+                            settings.cold_freshness, settings.cold_min_prior)
 
     blended, seconds = timed_top10(score, split)
     common = {"best_epoch": result.best_epoch, "val": result.best_metrics, "history": result.history,
@@ -593,6 +645,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     items, interactions = load_movielens(folder, users_limit, int(base.seed))
     split = temporal_split(items, interactions)
     split.items = train_time_items(folder, split)
+    val = validation_split(split)
+    val.items = train_time_items(folder, val)  # validation item text: tags up to each user's sub-train end
     negatives = sample_auc_negatives(split, seed=0)
     bpr = baselines.BPRConfig(epochs=3 if args.quick else 20)
     print("[baselines] most-popular, item-kNN, BPR-MF", file=sys.stderr, flush=True)
@@ -600,7 +654,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_ours:
         print("[ours] training RecommendTask on the train part", file=sys.stderr, flush=True)
         with tempfile.TemporaryDirectory(prefix="bench-recommend-") as var:
-            runs.update(run_ours(split, overrides, var))
+            runs.update(run_ours(split, overrides, var, val))
     models = {}
     for name, run in runs.items():
         metrics = evaluate(run.pop("scores"), split, negatives)

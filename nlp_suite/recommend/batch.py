@@ -7,13 +7,18 @@ it ``failed`` with no rows. Readers (`latest_recommendations`) always use the ne
 or half-done run never replaces the previous complete one.
 
 Final score per (user, item) = w_model * z(model score) + w_cooccurrence * EASE + w_sequence * sequential rules
-+ w_pop * popularity + w_fresh * freshness (conf `recommend.weights`, components in `nlp_suite.recommend.blend`),
-where z() standardises a user's text two-tower scores over the catalog, EASE and sequential-rule scores are
-scaled by the user's best, popularity = log(1 + users with a positive) / max, freshness = 0.5 ** (item age /
-half-life). Items nobody interacted with are scored from their text (and freshness) alone, and the best of them
-per user gets rank `recommend.blend.cold_slot` (cold start). `components` stores model, popularity and
-freshness (they sum to the score), model being text + cooccurrence + sequence + the cold-slot lift, each of which
-is also stored as `model.text`, `model.cooccurrence`, ... (they sum to model).
++ w_pop * popularity + w_fresh * freshness + w_content * content + w_graph * RP3beta (conf `recommend.weights`,
+components in `nlp_suite.recommend.blend`; a zero weight skips computing its component), where z() standardises
+a user's text two-tower scores over the catalog, EASE and sequential-rule scores are scaled by the user's best,
+popularity = log(1 + users with a positive) / max, freshness = `blend.freshness_matrix` of `Item.created_at`
+(at the run's time, or with `recommend.blend.freshness_clock: user` at each user's last interaction, the
+ranking `bench/recommend.py` validates), content = genre/tag TF-IDF cosine (`Item.tags` '|'-separated,
+`Item.description` comma-separated). Items nobody interacted with score w_cold * the cold prior (freshness +
+content + text shares, `blend.cold_prior`) when w_cold > 0, and the best of them per user gets rank
+`recommend.blend.cold_slot` when its prior reaches `cold_min_prior` (cold start). `components` stores model,
+popularity and freshness (they sum to the score), model being text + cooccurrence + sequence (+ content, graph,
+cold) + the cold-slot lift, each of which is also stored as `model.text`, `model.cooccurrence`, ... (they sum to
+model).
 
 Item vectors depend only on the model and the item text, so `ItemVectorCache` can keep them between runs under
 `cache_dir/<model fingerprint>/` (conf `recommend.cache_dir`): a nightly run encodes only new or changed items.
@@ -44,7 +49,8 @@ from sqlalchemy.orm import Session
 
 import nlp_suite
 from nlp_suite.data.catalog import MIN_RATING, POSITIVE_EVENTS, item_text, positive_sequences
-from nlp_suite.recommend.blend import BlendSettings, components, final_scores, fit_interactions
+from nlp_suite.recommend.blend import (BlendSettings, components, content_features, final_scores,
+                                      fit_interactions, freshness_matrix, item_labels)
 from nlp_suite.storage.base import utcnow
 from nlp_suite.storage.models import Interaction, Item, ModelVersion, Recommendation, RecommendationRun, User
 from nlp_suite.storage.session import session_scope
@@ -54,9 +60,10 @@ from nlp_suite.training.checkpoint import LoadedModel, sha256_file
 log = logging.getLogger(__name__)
 
 # Chosen on validation by bench/recommend.py (MovieLens; see its docstring): kept equal to conf recommend.weights.
+# content (genre/tag TF-IDF cosine), graph (RP3beta), cold (the cold-item prior): a zero weight skips computing it.
 DEFAULT_WEIGHTS: dict[str, float] = {"model": 0.01, "cooccurrence": 1.0, "sequence": 0.3, "popularity": 0.1,
-                                     "freshness": 0.0}
-DEFAULT_HALF_LIFE_DAYS = 30.0
+                                     "freshness": 0.02, "content": 0.02, "graph": 0.0, "cold": 0.05}
+DEFAULT_HALF_LIFE_DAYS = 730.0
 USER_CHUNK = 512  # users scored per matrix product
 INSERT_CHUNK = 1000  # recommendation rows per INSERT
 CACHE_FORMAT = 1  # bump when the index layout or what a vector means changes: old caches are then ignored
@@ -268,6 +275,9 @@ class Snapshot:
     index: dict[int, int] = field(default_factory=dict)  # item id -> index
     positives: list[list[int]] = field(default_factory=list)  # per user: every positive, oldest first
     sequences: list[list[int]] = field(default_factory=list)  # per user: every interaction (any event), oldest first
+    tags: list[str | None] = field(default_factory=list)  # per item: '|'-separated tags / genres
+    descriptions: list[str | None] = field(default_factory=list)  # per item
+    last_seen: list[datetime | None] = field(default_factory=list)  # per user: latest interaction time
 
 
 def _task_setting(loaded: LoadedModel, name: str, default: Any) -> Any:
@@ -285,6 +295,7 @@ def read_snapshot(session: Session, history: int, positive_events: Sequence[str]
                Interaction.occurred_at).order_by(Interaction.user_id, Interaction.occurred_at, Interaction.id)
     ).all(), columns=["user_id", "item_id", "event", "value", "occurred_at"])
     index = {row.id: i for i, row in enumerate(items)}
+    latest = frame.groupby("user_id")["occurred_at"].max().to_dict() if len(frame) else {}
     sequences = positive_sequences(frame, positive_events, min_rating)
     seen_by_user = ({user: np.array(sorted({index[i] for i in group}), dtype=np.int64)
                      for user, group in frame.groupby("user_id")["item_id"]} if len(frame) else {})
@@ -304,7 +315,37 @@ def read_snapshot(session: Session, history: int, positive_events: Sequence[str]
         seen=[seen_by_user.get(row.id, empty) for row in users],
         positive_users=positive_users, index=index,
         positives=[[index[i] for i in sequences.get(row.id, [])] for row in users],
-        sequences=[[index[i] for i in ordered.get(row.id, [])] for row in users])
+        sequences=[[index[i] for i in ordered.get(row.id, [])] for row in users],
+        tags=[row.tags for row in items], descriptions=[row.description for row in items],
+        last_seen=[_python_datetime(latest.get(row.id)) for row in users])
+
+
+def _python_datetime(value: Any) -> datetime | None:
+    return None if value is None or pd.isna(value) else pd.Timestamp(value).to_pydatetime()
+
+
+def epoch(moment: datetime | None) -> float:
+    """Epoch seconds of a datetime (naive = UTC, as stored), NaN for None."""
+    if moment is None:
+        return math.nan
+    stamp = pd.Timestamp(moment)
+    return (stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp).timestamp()
+
+
+def user_freshness(snapshot: Snapshot, now: datetime, half_life_days: float, settings: BlendSettings,
+                   users: slice = slice(None)) -> np.ndarray:
+    """Freshness of every item (`blend.freshness_matrix`, created = `Item.created_at`): (I,) at the run's time,
+    or with `freshness_clock: user` (U, I) for the `users` rows at each user's last interaction (users without
+    one: the run's time)."""
+    created = np.array([epoch(c) for c in snapshot.created_at], dtype=np.float64)
+    run_now = epoch(now)
+    if settings.freshness_clock != "user":
+        return freshness_matrix(created, np.array([run_now]), half_life_days, settings.freshness_peak_days,
+                                settings.freshness_future_half_life_days)[0]
+    clock = np.array([epoch(t) for t in snapshot.last_seen[users]], dtype=np.float64)
+    clock = np.where(np.isnan(clock), run_now, clock)
+    return freshness_matrix(created, clock, half_life_days, settings.freshness_peak_days,
+                            settings.freshness_future_half_life_days)
 
 
 def popularity(positive_users: np.ndarray) -> np.ndarray:
@@ -376,14 +417,20 @@ def user_vectors(loaded: LoadedModel, item_vectors: torch.Tensor, histories: Seq
 
 
 def component_terms(parts: Mapping[str, np.ndarray], weights: Mapping[str, float], row: int, index: int,
-                    score: float) -> dict[str, float]:
+                    score: float, cold: bool = False) -> dict[str, float]:
     """The weighted terms of one score: model, popularity, freshness (they sum to it; what the UI shows), where
-    model = text + cooccurrence + sequence + the cold-slot lift, each also stored as `model.<part>`."""
+    model = text + cooccurrence + sequence (+ content, graph, cold when weighted) + the cold-slot lift, each also
+    stored as `model.<part>`. A `cold` item scored by the cold prior (weight "cold" > 0) has only that term."""
+    replaced = cold and bool(weights.get("cold")) and "cold" in parts
+
     def term(name: str) -> float:
+        if replaced and name != "cold":
+            return 0.0
         part = parts[name]
         return float(weights[name] * (part[row, index] if np.ndim(part) == 2 else part[index]))
 
-    detail = {f"model.{name}": term(name) for name in ("model", "cooccurrence", "sequence")}
+    extra = [name for name in ("content", "graph", "cold") if weights.get(name) and name in parts]
+    detail = {f"model.{name}": term(name) for name in ("model", "cooccurrence", "sequence", *extra)}
     detail["model.text"] = detail.pop("model.model")
     popular, fresh = term("popularity"), term("freshness")
     detail["model.cold_slot"] = score - sum(detail.values()) - popular - fresh  # 0 unless promoted
@@ -409,11 +456,13 @@ def recommend_all(url: str, loaded_model: LoadedModel, model_version_id: int | N
                   blend: Mapping[str, float] | None = None) -> RecommendSummary:
     """Top `top_k` unseen items for every user, written as one new complete run (see module doc).
 
-    `weights`: {model, popularity, freshness} (missing keys take DEFAULT_WEIGHTS; pass conf
-    `recommend.weights`). `history`: recent positives fed to the user tower. `category_cap`: at most this many
-    items of one category per user. `now`: the reference time for freshness (default: current UTC time).
+    `weights`: {model, cooccurrence, sequence, popularity, freshness, content, graph, cold} (missing keys take
+    DEFAULT_WEIGHTS; pass conf `recommend.weights`). `history`: recent positives fed to the user tower.
+    `category_cap`: at most this many items of one category per user. `now`: the reference time for freshness
+    (default: current UTC time; with `freshness_clock: user`, for users without any interaction).
     `cache_dir`: keep item vectors there between runs (conf `recommend.cache_dir`); `cache`: a ready cache instead.
-    `blend`: EASE / sequential-rule / cold-slot settings (conf `recommend.blend`; missing keys: `BlendSettings`).
+    `blend`: EASE / sequential-rule / freshness / cold-prior / cold-slot settings (conf `recommend.blend`;
+    missing keys: `BlendSettings`).
     """
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
@@ -441,8 +490,11 @@ def recommend_all(url: str, loaded_model: LoadedModel, model_version_id: int | N
         cache.save()  # before writing rows: the vectors stay valid even if this run fails later
         reused, computed = cache.reused - reused, cache.computed - computed
         pop = popularity(snapshot.positive_users)
-        fresh = freshness(snapshot.created_at, now, half_life_days)
-        interactions = fit_interactions(snapshot.positives, snapshot.sequences, len(snapshot.item_ids), settings)
+        fresh = user_freshness(snapshot, now, half_life_days, settings) if settings.freshness_clock == "run" else None
+        interactions = fit_interactions(snapshot.positives, snapshot.sequences, len(snapshot.item_ids), settings,
+                                        graph=bool(weights["graph"]))
+        content = (content_features(item_labels(snapshot.tags, snapshot.descriptions))
+                   if weights["content"] or (weights["cold"] and settings.cold_content) else None)
         slot = min(settings.cold_slot, top_k)  # a slot past top_k would never be shown
         cold = np.ones(len(snapshot.item_ids), dtype=bool)  # no interaction from anyone: text alone (cold start)
         for sequence in snapshot.sequences:
@@ -453,13 +505,16 @@ def recommend_all(url: str, loaded_model: LoadedModel, model_version_id: int | N
             users = user_vectors(loaded_model, vectors, snapshot.histories[start:stop])
             text = (users @ vectors.T).double().numpy() if len(vectors) else np.zeros((stop - start, 0))
             parts = components(interactions, text, snapshot.positives[start:stop], snapshot.sequences[start:stop],
-                               pop, fresh)
-            final = final_scores(parts, weights, cold, snapshot.seen[start:stop], slot, settings.cold_freshness)
+                               pop, fresh if fresh is not None else
+                               user_freshness(snapshot, now, half_life_days, settings, slice(start, stop)),
+                               content, cold if weights["cold"] else None)
+            final = final_scores(parts, weights, cold, snapshot.seen[start:stop], slot, settings.cold_freshness,
+                                 settings.cold_min_prior)
             for row in range(stop - start):
                 user = start + row
                 for rank, index in enumerate(pick_top(final[row], snapshot.seen[user], snapshot.categories, top_k,
                                                       category_cap), start=1):
-                    terms = component_terms(parts, weights, row, index, float(final[row, index]))
+                    terms = component_terms(parts, weights, row, index, float(final[row, index]), bool(cold[index]))
                     rows.append({"run_id": run_id, "user_id": snapshot.user_ids[user],
                                  "item_id": snapshot.item_ids[index], "rank": rank,
                                  "score": float(final[row, index]), "components": terms})

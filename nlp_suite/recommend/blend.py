@@ -12,15 +12,19 @@ row's largest absolute value) so weights in conf `recommend.weights` mean the sa
 * `graph`: RP3beta (Paudel et al. 2017): a 3-step random walk item -> user -> item on X, W[i, j] = sum_u
   P(u | i) P(j | u), divided by popularity(j) ** `rp3_beta` (so the walk does not always end at blockbusters),
   each row keeping its `rp3_neighbours` largest weights; score = profile W.
-* `content`: cosine between the user's TF-IDF label profile (genres, tags) and each item's: the one interaction
-  component that also scores cold items.
+* `content`: cosine between the user's TF-IDF label profile (genres, tags; `item_labels`) and each item's:
+  the one interaction component that also scores cold items.
+* `freshness`: `freshness_matrix`, item age at the run's time or (`freshness_clock: user`) at each user's last
+  interaction, peaking at `freshness_peak_days` and fading for items younger than that.
+* `cold`: the cold-item prior (`cold_prior`) = freshness + `cold_content` * content + `cold_text` * text z, on
+  never-interacted items only; with weight "cold" > 0 it is a cold item's whole score (`final_scores`).
 
 The user profile EASE and RP3beta read is the binary positive matrix, or with `recency_half_life` > 0 each
 positive weighted 0.5 ** (k / half-life) for the k-th most recent (tastes drift; the test part is the future).
 
 Items with no interaction get 0 from both, so on their own they could never reach a top K: `promote_cold` is the
-business rule that gives the best never-interacted item of each user (ranked by the blend, i.e. by its text
-score and freshness) the `cold_slot`-th place, so new items are shown from their text alone (cold start).
+business rule that gives the best never-interacted item of each user (ranked by the blend: the cold prior, or
+text, content and freshness) the `cold_slot`-th place when its prior reaches `cold_min_prior` (cold start).
 """
 from __future__ import annotations
 
@@ -41,10 +45,16 @@ class BlendSettings:
     sequence_recent: int = 5  # the user's most recent interactions that vote
     sequence_decay: float = 0.8  # weight of the k-th most recent of them: decay ** k
     cold_slot: int = 10  # rank given to the best never-interacted item (0 = no slot)
-    cold_freshness: float = 1.0  # extra freshness weight when choosing that item (new items are what is watched)
+    cold_freshness: float = 0.0  # extra freshness weight when choosing that item (new items are what is watched)
     rp3_beta: float = 0.5  # RP3beta popularity penalty (0 = plain P^3 walk)
     rp3_neighbours: int = 200  # weights kept per item row (0 = all)
     recency_half_life: float = 0.0  # profile weight halves every this many positives back (0 = all weigh 1)
+    freshness_clock: str = "user"  # "run": age at the run's time; "user": at each user's last interaction
+    freshness_peak_days: float = 365.0  # age of the freshest items (a title year is 1 January: about 1 year)
+    freshness_future_half_life_days: float = 182.0  # items created after "now": halves every N days (0 = new, 1)
+    cold_content: float = 0.0  # weight of the content cosine inside the cold-item prior (component "cold")
+    cold_text: float = 0.0  # weight of the text z-score inside the cold-item prior
+    cold_min_prior: float = 0.9  # promote a cold item only when its prior reaches this (0 = always)
 
     @classmethod
     def from_mapping(cls, given: Mapping[str, float] | None) -> "BlendSettings":
@@ -54,7 +64,8 @@ class BlendSettings:
         unknown = sorted(set(given) - set(names))
         if unknown:
             raise ValueError(f"unknown blend settings {unknown}; expected keys {sorted(names)}")
-        settings = cls(**{k: (int(v) if names[k] == "int" else float(v)) for k, v in given.items()})
+        convert = {"int": int, "str": str}
+        settings = cls(**{k: convert.get(names[k], float)(v) for k, v in given.items()})
         if settings.ease_lambda <= 0 or settings.sequence_gap < 1 or settings.sequence_recent < 1:
             raise ValueError(f"ease_lambda must be > 0, sequence_gap and sequence_recent >= 1: {settings}")
         if (not 0 < settings.sequence_decay <= 1 or settings.cold_slot < 0 or not math.isfinite(settings.ease_lambda)
@@ -62,6 +73,12 @@ class BlendSettings:
             raise ValueError(f"sequence_decay must be in (0, 1], cold_slot >= 0: {settings}")
         if settings.rp3_beta < 0 or settings.rp3_neighbours < 0 or not settings.recency_half_life >= 0:
             raise ValueError(f"rp3_beta, rp3_neighbours and recency_half_life must be >= 0: {settings}")
+        if settings.freshness_clock not in ("run", "user"):
+            raise ValueError(f"freshness_clock must be 'run' or 'user', got {settings.freshness_clock!r}")
+        if not (settings.freshness_peak_days >= 0 and settings.freshness_future_half_life_days >= 0
+                and settings.cold_content >= 0 and settings.cold_min_prior >= 0 and settings.cold_text >= 0):
+            raise ValueError(f"freshness_peak_days, freshness_future_half_life_days, cold_content and "
+                             f"cold_min_prior must be >= 0: {settings}")
         return settings
 
 
@@ -238,13 +255,55 @@ def promote_cold(final: np.ndarray, cold: np.ndarray, exclude: Sequence[np.ndarr
     return out
 
 
-def freshness_matrix(created: np.ndarray, now: np.ndarray, half_life_days: float) -> np.ndarray:
-    """(U, I) 0.5 ** (age / half-life), age = each user's `now` (U,) minus item `created` (I,), both epoch
-    seconds; future items count as new, an unknown (NaN) creation time gives 0."""
+def freshness_matrix(created: np.ndarray, now: np.ndarray, half_life_days: float, peak_days: float = 0.0,
+                     future_half_life_days: float = 0.0) -> np.ndarray:
+    """(U, I) freshness in [0, 1] of items created at `created` (I,) seen from each user's `now` (U,), both epoch
+    seconds: with age = now - created - `peak_days` (days), 0.5 ** (age / half-life) for age >= 0, and for items
+    younger than the peak (created after now - peak) 0.5 ** (-age / `future_half_life_days`), or 1 when that is
+    0 (they count as new). An unknown (NaN) creation time gives 0.
+
+    peak and future half-life matter when `now` is each user's own time (conf `recommend.blend.freshness_clock:
+    user`): on MovieLens a user rarely rates a movie released after their last rating (it did not exist yet)
+    and most often one released 1-3 years before it (the title year is read as 1 January).
+    """
     if half_life_days <= 0:
         raise ValueError(f"half_life_days must be > 0, got {half_life_days}")
-    age = np.maximum(np.asarray(now, dtype=np.float64)[:, None] - np.asarray(created, dtype=np.float64)[None, :], 0)
-    return np.nan_to_num(np.power(0.5, age / 86400 / half_life_days), nan=0.0)
+    if peak_days < 0 or future_half_life_days < 0:
+        raise ValueError(f"peak_days and future_half_life_days must be >= 0, got {peak_days}, "
+                         f"{future_half_life_days}")
+    age = (np.asarray(now, dtype=np.float64)[:, None] - np.asarray(created, dtype=np.float64)[None, :]) / 86400
+    age = age - peak_days
+    with np.errstate(invalid="ignore"):
+        past = np.power(0.5, np.maximum(age, 0) / half_life_days)
+        future = (np.power(0.5, np.maximum(-age, 0) / future_half_life_days) if future_half_life_days > 0
+                  else np.ones_like(age))
+    return np.where(np.isnan(age), 0.0, np.where(age >= 0, past, future))
+
+
+def item_labels(tags: Sequence[str | None], descriptions: Sequence[str | None]) -> list[list[str]]:
+    """Labels of each item for `content_features`: its '|'-separated tags (genres) as `genre:<tag>` and the
+    comma-separated parts of its description (MovieLens: the users' tags) as `tag:<part>`, lowercased."""
+    out = []
+    for tag_text, description in zip(tags, descriptions):
+        genres = [g.strip().lower() for g in (tag_text or "").split("|") if g.strip()]
+        words = [t.strip().lower() for t in (description or "").split(",") if t.strip()]
+        out.append([f"genre:{g}" for g in genres] + [f"tag:{t}" for t in words])
+    return out
+
+
+def cold_prior(cold: np.ndarray, freshness: np.ndarray, content: np.ndarray | None, content_weight: float,
+               text: np.ndarray | None = None, text_weight: float = 0.0) -> np.ndarray:
+    """(U, I) score of never-interacted items only (0 elsewhere): freshness + `content_weight` * content cosine
+    + `text_weight` * text z-score.
+
+    Cold items get nothing from the interaction components; with weight "cold" > 0 this prior is their whole
+    score (`final_scores`): which of them this user is likely to reach next."""
+    prior = np.array(freshness, dtype=np.float64, copy=True)
+    if content is not None and content_weight:
+        prior = prior + content_weight * content
+    if text is not None and text_weight:
+        prior = prior + text_weight * text
+    return prior * np.asarray(cold, dtype=bool)
 
 
 @dataclass
@@ -273,32 +332,50 @@ def fit_interactions(positives: Sequence[Sequence[int]], sequences: Sequence[Seq
 
 def components(model: InteractionModel, text_scores: np.ndarray, positives: Sequence[Sequence[int]],
                sequences: Sequence[Sequence[int]], popularity: np.ndarray, freshness: np.ndarray,
-               content: sparse.spmatrix | None = None) -> dict[str, np.ndarray]:
+               content: sparse.spmatrix | None = None, cold: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """The blend's components for a block of users (rows of `text_scores`, `positives`, `sequences`).
 
     model: per-user z-score of the text two-tower score (defined for every item, cold ones included);
     cooccurrence, graph (when fitted), sequence: `scale_rows` of EASE, RP3beta and sequential-rule scores (EASE
     and RP3beta read the `recency_half_life` profile); popularity (I,) and freshness ((I,) or (U, I)) as given,
-    in [0, 1]; content (given `content_features` (I, F)): `content_scores` of the same profile, in [0, 1].
+    in [0, 1]; content (given `content_features` (I, F)): `content_scores` of the same profile, in [0, 1];
+    cold (given the (I,) never-interacted mask): `cold_prior` = freshness + `cold_content` * content on cold
+    items, 0 on the others.
     """
     n_items = text_scores.shape[1]
     text = np.asarray(text_scores, dtype=np.float64)
     mean, std = text.mean(axis=1, keepdims=True), text.std(axis=1, keepdims=True)
     s = model.settings
     profile = profile_matrix(positives, n_items, s.recency_half_life)
-    return {"model": (text - mean) / np.where(std > 1e-12, std, 1.0),
+    fresh = np.asarray(freshness, np.float64)
+    similar = None if content is None else content_scores(profile, content)
+    z = (text - mean) / np.where(std > 1e-12, std, 1.0)
+    return {"model": z,
             "cooccurrence": scale_rows(ease_scores(profile, model.warm, model.ease)),
             **({"graph": scale_rows(ease_scores(profile, model.graph_warm, model.graph))} if model.graph.size else {}),
             "sequence": scale_rows(sequence_scores(sequences, model.transitions, s.sequence_recent,
                                                    s.sequence_decay)),
-            "popularity": np.asarray(popularity, dtype=np.float64), "freshness": np.asarray(freshness, np.float64),
-            **({} if content is None else {"content": content_scores(profile, content)})}
+            "popularity": np.asarray(popularity, dtype=np.float64), "freshness": fresh,
+            **({} if similar is None else {"content": similar}),
+            **({} if cold is None else {"cold": cold_prior(cold, np.broadcast_to(fresh, text.shape), similar,
+                                                           s.cold_content, z, s.cold_text)})}
 
 
 def final_scores(parts: Mapping[str, np.ndarray], weights: Mapping[str, float], cold: np.ndarray,
-                 exclude: Sequence[np.ndarray], cold_slot: int, cold_freshness: float = 0.0) -> np.ndarray:
+                 exclude: Sequence[np.ndarray], cold_slot: int, cold_freshness: float = 0.0,
+                 cold_min_prior: float = 0.0) -> np.ndarray:
     """(U, I) ranking scores: the weighted blend, then the cold-start slot (`promote_cold`), whose item is
-    chosen by the blend + `cold_freshness` * freshness (for cold items the blend is text + freshness only)."""
+    chosen by the blend + `cold_freshness` * freshness. For cold items the blend is text, content and freshness,
+    or with weight "cold" > 0 only w_cold * the cold prior (`cold_prior`, which holds those three itself). With `cold_min_prior` > 0 (and a "cold" component) a user's cold item is promoted only
+    when its prior reaches that value: an old movie nobody rated is not worth a top-K place for everyone."""
     total = np.broadcast_to(blend(parts, weights), np.shape(parts["model"]))
+    if weights.get("cold") and "cold" in parts and np.any(cold):  # the prior is a cold item's whole score
+        total = np.array(total, dtype=np.float64, copy=True)
+        total[:, cold] = weights["cold"] * np.broadcast_to(parts["cold"], total.shape)[:, cold]
     rank = total + cold_freshness * parts["freshness"] if cold_freshness else None
-    return promote_cold(total, cold, exclude, cold_slot, rank)
+    promoted = promote_cold(total, cold, exclude, cold_slot, rank)
+    if cold_min_prior <= 0 or "cold" not in parts or not cold_slot:
+        return promoted
+    prior = np.broadcast_to(parts["cold"], np.shape(promoted))
+    keep = (promoted == total) | (prior >= cold_min_prior)  # drop promotions of items below the bar
+    return np.where(keep, promoted, total)

@@ -364,7 +364,8 @@ def test_batch_run_excludes_seen_items_and_blends_components(trained):
         assert set(top) == {"model", "popularity", "freshness"}
         assert sum(top.values()) == pytest.approx(row.score)
         detail = {k: v for k, v in row.components.items() if k.startswith("model.")}
-        assert set(detail) == {"model.text", "model.cooccurrence", "model.sequence", "model.cold_slot"}
+        assert set(detail) == {"model.text", "model.cooccurrence", "model.sequence", "model.content", "model.cold",
+                               "model.cold_slot"}  # content and cold: conf weights > 0 (the bench's choice)
         assert sum(detail.values()) == pytest.approx(row.components["model"])
     latest = latest_recommendations(url, "u01")
     assert [r["rank"] for r in latest] == [1, 2, 3, 4, 5]
@@ -411,6 +412,39 @@ def test_category_cap(trained):
         per_user[(user, category)] = per_user.get((user, category), 0) + 1
     assert max(per_user.values()) <= 2
     assert pick_top(np.array([3.0, 2.0, 1.0, 0.0]), np.array([1]), ["a", "a", "a", "b"], 3, 1) == [0, 3]
+
+
+def test_batch_run_uses_the_bench_components_graph_content_and_cold_prior(trained):
+    url, loaded = trained["url"], trained["loaded"]
+    weights = {"graph": 0.2, "content": 0.1, "cold": 0.3}
+    summary = recommend_all(url, loaded, None, top_k=5, now=NOW, weights=weights,
+                            blend={"freshness_clock": "run", "cold_content": 0.5, "cold_min_prior": 0.1})
+    with session_scope(url) as session:
+        rows = session.execute(select(Recommendation).where(Recommendation.run_id == summary.run_id)).scalars().all()
+    assert summary.rows == len(rows) > 0
+    for row in rows:
+        detail = {k: v for k, v in row.components.items() if k.startswith("model.")}
+        assert {"model.graph", "model.content", "model.cold"} <= set(detail)
+        assert sum(detail.values()) == pytest.approx(row.components["model"])
+        assert row.components["model"] + row.components["popularity"] + row.components["freshness"] == \
+            pytest.approx(row.score)
+
+
+def test_user_freshness_reads_each_users_last_interaction():
+    day = timedelta(days=1)
+    start = datetime(2020, 1, 1)
+    snapshot = batch.Snapshot(item_ids=[1, 2], item_external_ids=["a", "b"], texts=["a", "b"], categories=[None, None],
+                              created_at=[start, start + 100 * day], user_ids=[1, 2], user_external_ids=["x", "y"],
+                              histories=[[], []], seen=[np.zeros(0, int)] * 2, positive_users=np.zeros(2),
+                              last_seen=[start + 100 * day, None])
+    settings = batch.BlendSettings(freshness_clock="user", freshness_peak_days=0.0,
+                                   freshness_future_half_life_days=50.0)
+    fresh = batch.user_freshness(snapshot, start + 200 * day, 100.0, settings)
+    assert fresh.shape == (2, 2)
+    assert fresh[0].tolist() == pytest.approx([0.5, 1.0])  # user x's clock: day 100
+    assert fresh[1].tolist() == pytest.approx([0.25, 0.5])  # no interaction: the run's time, day 200
+    at_run = batch.user_freshness(snapshot, start + 200 * day, 100.0, batch.BlendSettings(freshness_clock="run"))
+    assert at_run.shape == (2,)
 
 
 def test_cold_start_item_and_users_for_new_item(trained):

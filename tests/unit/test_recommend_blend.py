@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 
 from nlp_suite.recommend.batch import resolve_weights
-from nlp_suite.recommend.blend import (BlendSettings, components, content_features, content_scores, ease_scores,
-                                       ease_weights, final_scores, fit_interactions, freshness_matrix,
-                                       positive_matrix, profile_matrix, promote_cold, rp3beta_weights, scale_rows,
-                                       sequence_scores, transition_matrix)
+from nlp_suite.recommend.blend import (BlendSettings, cold_prior, components, content_features, content_scores,
+                                       ease_scores, ease_weights, final_scores, fit_interactions, freshness_matrix,
+                                       item_labels, positive_matrix, profile_matrix, promote_cold, rp3beta_weights,
+                                       scale_rows, sequence_scores, transition_matrix)
 
 # 5 items; item 4 nobody touched (cold). Users like 0 -> 1 -> 2 in that order; user 3 has only 0.
 POSITIVES = [[0, 1, 2], [0, 1, 2], [0, 1], [0]]
@@ -45,7 +45,7 @@ def test_cold_item_gets_a_finite_score_from_text_and_the_cold_slot():
     text = np.array([[0.0, 0.1, 0.2, 0.3, 5.0]] * 4)  # the text tower loves the cold item 4
     parts = components(model, text, POSITIVES, POSITIVES, np.zeros(N_ITEMS), np.zeros(N_ITEMS))
     assert np.isfinite(parts["model"][:, 4]).all() and parts["model"][0, 4] > 1
-    weights = resolve_weights({"model": 0.0})  # no text weight: the blend alone would bury the cold item
+    weights = resolve_weights({"model": 0.0, "content": 0.0, "cold": 0.0})  # the blend alone buries the cold item
     cold = np.array([False, False, False, False, True])
     exclude = [np.array(p) for p in POSITIVES]
     plain = final_scores(parts, weights, cold, exclude, cold_slot=0)
@@ -70,9 +70,10 @@ def test_weights_from_config_are_respected_and_unknown_keys_rejected():
     parts = {"model": np.array([[1.0, 0.0]]), "cooccurrence": np.array([[0.0, 1.0]]),
              "sequence": np.zeros((1, 2)), "popularity": np.zeros(2), "freshness": np.zeros(2)}
     nothing = [np.array([], dtype=int)]
-    text_first = final_scores(parts, resolve_weights({"model": 2.0, "cooccurrence": 1.0}), np.zeros(2, bool),
+    off = {"content": 0.0, "cold": 0.0}  # components this test does not build
+    text_first = final_scores(parts, resolve_weights({"model": 2.0, "cooccurrence": 1.0, **off}), np.zeros(2, bool),
                               nothing, 0)
-    cf_first = final_scores(parts, resolve_weights({"model": 0.5, "cooccurrence": 1.0}), np.zeros(2, bool),
+    cf_first = final_scores(parts, resolve_weights({"model": 0.5, "cooccurrence": 1.0, **off}), np.zeros(2, bool),
                             nothing, 0)
     assert text_first[0].tolist() == [2.0, 1.0] and cf_first[0].tolist() == [0.5, 1.0]
     with pytest.raises(ValueError):
@@ -87,6 +88,58 @@ def test_freshness_matrix_uses_each_users_now_and_zero_for_unknown_dates():
     fresh = freshness_matrix(np.array([0.0, 10 * day, np.nan]), np.array([10 * day, 20 * day]), half_life_days=10)
     assert fresh[0].tolist() == pytest.approx([0.5, 1.0, 0.0])
     assert fresh[1].tolist() == pytest.approx([0.25, 0.5, 0.0])
+
+
+def test_freshness_matrix_peaks_after_creation_and_fades_for_future_items():
+    day = 86400.0
+    created = np.array([0.0, 100 * day, 200 * day, 300 * day, np.nan])
+    fresh = freshness_matrix(created, np.array([200 * day]), half_life_days=100, peak_days=100,
+                             future_half_life_days=50)[0]
+    # ages 200, 100 (the peak), 0 and -100 days: past the peak halves per 100 days, before it per 50 days
+    assert fresh.tolist() == pytest.approx([0.5, 1.0, 0.25, 2 ** -4, 0.0])
+    with pytest.raises(ValueError):
+        freshness_matrix(created, np.array([0.0]), half_life_days=10, peak_days=-1)
+
+
+def test_cold_prior_scores_only_cold_items_from_freshness_and_content():
+    cold = np.array([False, True, True])
+    fresh = np.array([[1.0, 0.5, 0.2]])
+    content = np.array([[0.9, 0.0, 1.0]])
+    assert cold_prior(cold, fresh, content, 0.5)[0].tolist() == pytest.approx([0.0, 0.5, 0.7])
+    assert cold_prior(cold, fresh, None, 0.5)[0].tolist() == pytest.approx([0.0, 0.5, 0.2])
+    parts = components(fit_interactions(POSITIVES, POSITIVES, N_ITEMS, BlendSettings(ease_lambda=1.0)),
+                       np.zeros((4, N_ITEMS)), POSITIVES, POSITIVES, np.zeros(N_ITEMS), np.full(N_ITEMS, 0.3),
+                       cold=np.array([False, False, False, False, True]))
+    assert parts["cold"].shape == (4, N_ITEMS) and np.all(parts["cold"][:, :4] == 0)
+    assert parts["cold"][:, 4].tolist() == pytest.approx([0.3] * 4)
+    parts["model"][:, 4] = 5.0  # with weight "cold" the prior replaces text, content and freshness of cold items
+    final = final_scores(parts, {"model": 1.0, "freshness": 1.0, "cold": 0.5}, np.array([0, 0, 0, 0, 1], bool),
+                         [np.zeros(0, np.int64)] * 4, cold_slot=0)
+    assert final[:, 4].tolist() == pytest.approx([0.15] * 4)
+
+
+def test_item_labels_read_genres_and_comma_separated_tags():
+    assert item_labels(["Drama|Comedy", None], ["dark, Funny ", ""]) == [
+        ["genre:drama", "genre:comedy", "tag:dark", "tag:funny"], []]
+
+
+def test_cold_min_prior_keeps_only_promotions_of_likely_cold_items():
+    parts = {"model": np.array([[3.0, 2.0, 1.0, 0.0], [3.0, 2.0, 1.0, 0.0]]),
+             "cold": np.array([[0.0, 0.0, 0.0, 0.9], [0.0, 0.0, 0.0, 0.2]])}
+    cold = np.array([False, False, False, True])
+    exclude = [np.zeros(0, dtype=np.int64)] * 2
+    always = final_scores(parts, {"model": 1.0}, cold, exclude, cold_slot=2)
+    assert always[:, 3].tolist() == pytest.approx([2.5, 2.5])  # between the 1st and 2nd best
+    gated = final_scores(parts, {"model": 1.0}, cold, exclude, cold_slot=2, cold_min_prior=0.5)
+    assert gated[0, 3] == pytest.approx(2.5) and gated[1, 3] == 0.0  # user 1's cold item is not likely enough
+
+
+def test_blend_settings_reject_an_unknown_freshness_clock():
+    assert BlendSettings.from_mapping({"freshness_clock": "run"}).freshness_clock == "run"
+    with pytest.raises(ValueError):
+        BlendSettings.from_mapping({"freshness_clock": "tomorrow"})
+    with pytest.raises(ValueError):
+        BlendSettings.from_mapping({"cold_content": -1})
 
 
 def test_config_weights_and_blend_settings_match_the_library_defaults():
