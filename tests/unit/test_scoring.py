@@ -273,7 +273,7 @@ def test_a_failing_write_stops_the_run_keeps_committed_chunks_and_does_not_hang(
     import nlp_suite.monitoring.scoring as scoring
 
     url, version = db
-    real, calls = scoring.bulk_insert_ignoring_conflicts, []
+    real, calls = scoring._insert_scores, []
 
     def flaky(*args, **kwargs):
         calls.append(1)
@@ -281,11 +281,11 @@ def test_a_failing_write_stops_the_run_keeps_committed_chunks_and_does_not_hang(
             raise OSError("disk full")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(scoring, "bulk_insert_ignoring_conflicts", flaky)
+    monkeypatch.setattr(scoring, "_insert_scores", flaky)
     with pytest.raises(OSError, match="disk full"):
         score_unscored(url, version, KeywordPredictor(), chunk_size=10)
     assert sum(scores_per_document(url, version).values()) == 20
-    monkeypatch.setattr(scoring, "bulk_insert_ignoring_conflicts", real)
+    monkeypatch.setattr(scoring, "_insert_scores", real)
     assert score_unscored(url, version, KeywordPredictor(), chunk_size=10).documents == 30
     assert set(scores_per_document(url, version).values()) == {1}
 
@@ -295,7 +295,7 @@ def test_the_writer_overlaps_inference(db, monkeypatch):
     import nlp_suite.monitoring.scoring as scoring
 
     url, version = db
-    real = scoring.bulk_insert_ignoring_conflicts
+    real = scoring._insert_scores
 
     def slow_write(*args, **kwargs):
         time.sleep(0.1)
@@ -306,7 +306,7 @@ def test_the_writer_overlaps_inference(db, monkeypatch):
             time.sleep(0.1)
             return super().predict_proba(texts)
 
-    monkeypatch.setattr(scoring, "bulk_insert_ignoring_conflicts", slow_write)
+    monkeypatch.setattr(scoring, "_insert_scores", slow_write)
     began = time.perf_counter()
     assert score_unscored(url, version, SlowPredictor(), chunk_size=5).documents == 50
     assert time.perf_counter() - began < 10 * 0.2 * 0.8  # serial would take 10 chunks x (0.1 + 0.1) s
@@ -342,3 +342,37 @@ def test_run_killed_without_cleanup_is_marked_abandoned_by_the_next_run(db):
     assert (this.status, this.documents) == ("complete", 50) and this.heartbeat_at is not None
     with pytest.raises(ValueError, match="stale_after_minutes"):
         score_unscored(url, version, KeywordPredictor(), stale_after_minutes=0)
+
+
+class AwkwardLabelsPredictor:
+    """Labels that need JSON and COPY escaping, and probabilities with many digits."""
+
+    labels = ['say "no"', "tab\there", "back\\slash", "new\nline", "naïve"]
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        rng = np.random.default_rng(len(texts))
+        return rng.dirichlet(np.ones(len(self.labels)), size=len(texts)).astype(np.float32)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_stored_scores_are_the_same_on_every_backend(backend, sqlite_url, request) -> None:
+    """PostgreSQL formats COPY text by hand (fast path), SQLite binds values: both store the same label and JSON."""
+    url = sqlite_url if backend == "sqlite" else request.getfixturevalue("pg_url")
+    migrate.upgrade(url)
+    add_documents(url, [f"document {i}" for i in range(40)])
+    version = add_model_version(url)
+    predictor = AwkwardLabelsPredictor()
+    assert score_unscored(url, version, predictor, chunk_size=16).documents == 40
+    with session_scope(url) as session:
+        rows = session.execute(select(Document.text, SentimentScore.label, SentimentScore.probabilities,
+                                      SentimentScore.scored_at).join(Document)
+                               .order_by(Document.id)).all()
+    assert len(rows) == 40
+    for chunk_start in (0, 16, 32):  # the predictor is called once per chunk with that chunk's texts
+        texts = [text for text, *_ in rows[chunk_start:chunk_start + 16]]
+        expected = predictor.predict_proba(texts)
+        for (_, label, probabilities, scored_at), want in zip(rows[chunk_start:chunk_start + 16], expected):
+            assert list(probabilities) == predictor.labels  # keys survive escaping, in label order
+            assert [probabilities[k] for k in predictor.labels] == pytest.approx(want.tolist(), abs=1e-7)
+            assert label == predictor.labels[int(want.argmax())]
+            assert scored_at.tzinfo is not None
