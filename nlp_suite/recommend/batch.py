@@ -15,7 +15,9 @@ popularity = log(1 + users with a positive) / max, freshness = `blend.freshness_
 ranking `bench/recommend.py` validates), content = genre/tag TF-IDF cosine (`Item.tags` '|'-separated,
 `Item.description` comma-separated). Items nobody interacted with score w_cold * the cold prior (freshness +
 content + text shares, `blend.cold_prior`) when w_cold > 0, and the best of them per user gets rank
-`recommend.blend.cold_slot` when its prior reaches `cold_min_prior` (cold start). `components` stores model,
+`recommend.blend.cold_slot` when its prior reaches `cold_min_prior` (cold start). A user's weights are
+`recommend.weights` overridden by their history bucket's (`recommend.blend.history_cuts` / `history_weights`,
+`blend.history_groups`: the number of distinct positives picks the bucket). `components` stores model,
 popularity and freshness (they sum to the score), model being text + cooccurrence + sequence (+ content, graph,
 cold) + the cold-slot lift, each of which is also stored as `model.text`, `model.cooccurrence`, ... (they sum to
 model).
@@ -49,8 +51,8 @@ from sqlalchemy.orm import Session
 
 import nlp_suite
 from nlp_suite.data.catalog import MIN_RATING, POSITIVE_EVENTS, item_text, positive_sequences
-from nlp_suite.recommend.blend import (BlendSettings, components, content_features, final_scores,
-                                      fit_interactions, freshness_matrix, item_labels)
+from nlp_suite.recommend.blend import (BlendSettings, components, content_features, fit_interactions,
+                                      freshness_matrix, history_final_scores, history_groups, item_labels)
 from nlp_suite.storage.base import utcnow
 from nlp_suite.storage.models import Interaction, Item, ModelVersion, Recommendation, RecommendationRun, User
 from nlp_suite.storage.session import session_scope
@@ -491,10 +493,12 @@ def recommend_all(url: str, loaded_model: LoadedModel, model_version_id: int | N
         reused, computed = cache.reused - reused, cache.computed - computed
         pop = popularity(snapshot.positive_users)
         fresh = user_freshness(snapshot, now, half_life_days, settings) if settings.freshness_clock == "run" else None
+        used = {name: bool(weight) or any(dict(o).get(name) for o in settings.history_weights)
+                for name, weight in weights.items()}  # a component some user's weights need
         interactions = fit_interactions(snapshot.positives, snapshot.sequences, len(snapshot.item_ids), settings,
-                                        graph=bool(weights["graph"]))
+                                        graph=used["graph"])
         content = (content_features(item_labels(snapshot.tags, snapshot.descriptions))
-                   if weights["content"] or (weights["cold"] and settings.cold_content) else None)
+                   if used["content"] or (used["cold"] and settings.cold_content) else None)
         slot = min(settings.cold_slot, top_k)  # a slot past top_k would never be shown
         cold = np.ones(len(snapshot.item_ids), dtype=bool)  # no interaction from anyone: text alone (cold start)
         for sequence in snapshot.sequences:
@@ -507,14 +511,20 @@ def recommend_all(url: str, loaded_model: LoadedModel, model_version_id: int | N
             parts = components(interactions, text, snapshot.positives[start:stop], snapshot.sequences[start:stop],
                                pop, fresh if fresh is not None else
                                user_freshness(snapshot, now, half_life_days, settings, slice(start, stop)),
-                               content, cold if weights["cold"] else None)
-            final = final_scores(parts, weights, cold, snapshot.seen[start:stop], slot, settings.cold_freshness,
-                                 settings.cold_min_prior)
+                               content, cold if used["cold"] else None)
+            n_positives = np.array([len(set(p)) for p in snapshot.positives[start:stop]], dtype=np.float64)
+            final = history_final_scores(parts, weights, settings, n_positives, cold, snapshot.seen[start:stop],
+                                         slot)
+            row_weights: list[dict[str, float]] = [weights] * (stop - start)
+            for group, group_weights in history_groups(n_positives, weights, settings):
+                for row in group:
+                    row_weights[row] = group_weights
             for row in range(stop - start):
                 user = start + row
                 for rank, index in enumerate(pick_top(final[row], snapshot.seen[user], snapshot.categories, top_k,
                                                       category_cap), start=1):
-                    terms = component_terms(parts, weights, row, index, float(final[row, index]), bool(cold[index]))
+                    terms = component_terms(parts, row_weights[row], row, index, float(final[row, index]),
+                                            bool(cold[index]))
                     rows.append({"run_id": run_id, "user_id": snapshot.user_ids[user],
                                  "item_id": snapshot.item_ids[index], "rank": rank,
                                  "score": float(final[row, index]), "components": terms})

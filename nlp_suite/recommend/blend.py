@@ -22,6 +22,11 @@ row's largest absolute value) so weights in conf `recommend.weights` mean the sa
 The user profile EASE and RP3beta read is the binary positive matrix, or with `recency_half_life` > 0 each
 positive weighted 0.5 ** (k / half-life) for the k-th most recent (tastes drift; the test part is the future).
 
+Weights can depend on how much a user has told us (`history_groups`, conf `recommend.blend.history_cuts` /
+`history_weights`): users are split by their number of distinct positives and each bucket overrides some of
+`recommend.weights` (on MovieLens validation short histories lean on the sequential rules and freshness, long
+ones on EASE); `history_final_scores` ranks every bucket with its own weights.
+
 Items with no interaction get 0 from both, so on their own they could never reach a top K: `promote_cold` is the
 business rule that gives the best never-interacted item of each user (ranked by the blend: the cold prior, or
 text, content and freshness) the `cold_slot`-th place when its prior reaches `cold_min_prior` (cold start).
@@ -55,6 +60,13 @@ class BlendSettings:
     cold_content: float = 0.0  # weight of the content cosine inside the cold-item prior (component "cold")
     cold_text: float = 0.0  # weight of the text z-score inside the cold-item prior
     cold_min_prior: float = 0.9  # promote a cold item only when its prior reaches this (0 = always)
+    # per-user weights by history length: a user with n positives is in bucket sum(n >= cut for cut in
+    # history_cuts) and ranks with conf `recommend.weights` overridden by history_weights[bucket] (`history_groups`)
+    history_cuts: tuple[float, ...] = (17.0, 45.0)
+    history_weights: tuple[tuple[tuple[str, float], ...], ...] = (  # one (name, weight) tuple per bucket
+        (("freshness", 0.2), ("popularity", 0.03), ("sequence", 0.8)),
+        (("freshness", 0.0), ("popularity", 0.02), ("sequence", 0.5)),
+        (("freshness", 0.07), ("popularity", 0.05), ("sequence", 0.2)))
 
     @classmethod
     def from_mapping(cls, given: Mapping[str, float] | None) -> "BlendSettings":
@@ -65,7 +77,17 @@ class BlendSettings:
         if unknown:
             raise ValueError(f"unknown blend settings {unknown}; expected keys {sorted(names)}")
         convert = {"int": int, "str": str}
-        settings = cls(**{k: convert.get(names[k], float)(v) for k, v in given.items()})
+        history = {}  # lists in conf; absent keys keep the defaults, null or [] = one group (no buckets)
+        if "history_cuts" in given:
+            history["history_cuts"] = tuple(float(c) for c in given.pop("history_cuts") or ())
+        if "history_weights" in given:
+            history["history_weights"] = tuple(tuple(sorted((str(k), float(v)) for k, v in dict(w or {}).items()))
+                                               for w in given.pop("history_weights") or ())
+        settings = cls(**{k: convert.get(names[k], float)(v) for k, v in given.items()}, **history)
+        cuts, by_bucket = settings.history_cuts, settings.history_weights
+        if list(cuts) != sorted(set(cuts)) or (cuts or by_bucket) and len(by_bucket) != len(cuts) + 1:
+            raise ValueError(f"history_cuts must be increasing and history_weights hold one mapping per bucket "
+                             f"(len(history_cuts) + 1): {settings}")
         if settings.ease_lambda <= 0 or settings.sequence_gap < 1 or settings.sequence_recent < 1:
             raise ValueError(f"ease_lambda must be > 0, sequence_gap and sequence_recent >= 1: {settings}")
         if (not 0 < settings.sequence_decay <= 1 or settings.cold_slot < 0 or not math.isfinite(settings.ease_lambda)
@@ -80,6 +102,41 @@ class BlendSettings:
             raise ValueError(f"freshness_peak_days, freshness_future_half_life_days, cold_content and "
                              f"cold_min_prior must be >= 0: {settings}")
         return settings
+
+
+def history_groups(n_positives: np.ndarray, weights: Mapping[str, float], settings: BlendSettings
+                   ) -> list[tuple[np.ndarray, dict[str, float]]]:
+    """[(user rows, their weights)]: users split by their number of positives at `settings.history_cuts` (bucket
+    b = how many cuts n reaches), bucket b ranking with `weights` overridden by `settings.history_weights[b]`
+    (unknown names are an error); no cuts = one group of every user with `weights`. Empty groups are left out."""
+    n_positives = np.asarray(n_positives, dtype=np.float64)
+    if not settings.history_cuts:
+        return [(np.arange(len(n_positives)), dict(weights))]
+    bucket = np.searchsorted(np.asarray(settings.history_cuts), n_positives, side="right")
+    out = []
+    for b, overrides in enumerate(settings.history_weights):
+        unknown = sorted(set(dict(overrides)) - set(weights))
+        if unknown:
+            raise ValueError(f"history_weights[{b}] names unknown weights {unknown}; expected {sorted(weights)}")
+        rows = np.flatnonzero(bucket == b)
+        if len(rows):
+            out.append((rows, {**weights, **dict(overrides)}))
+    return out
+
+
+def history_final_scores(parts: Mapping[str, np.ndarray], weights: Mapping[str, float], settings: BlendSettings,
+                         n_positives: np.ndarray, cold: np.ndarray, exclude: Sequence[np.ndarray],
+                         cold_slot: int | None = None) -> np.ndarray:
+    """`final_scores` with each user's weights from `history_groups` (conf `recommend.blend.history_*`) and the
+    cold-slot settings of `settings` (`cold_slot` overrides its slot, e.g. capped at top K)."""
+    slot = settings.cold_slot if cold_slot is None else cold_slot
+    shape = np.shape(parts["model"])
+    out = np.zeros(shape, dtype=np.float64)
+    for rows, group_weights in history_groups(n_positives, weights, settings):
+        sub = {k: (np.broadcast_to(v, shape)[rows] if np.ndim(v) == 2 else v) for k, v in parts.items()}
+        out[rows] = final_scores(sub, group_weights, cold, [exclude[r] for r in rows], slot,
+                                 settings.cold_freshness, settings.cold_min_prior)
+    return out
 
 
 def positive_matrix(sequences: Sequence[Sequence[int]], n_items: int) -> sparse.csr_matrix:

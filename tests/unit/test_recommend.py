@@ -486,3 +486,19 @@ def test_catalog_and_batch_run_on_postgresql(trained, pg_url):
     latest = latest_recommendations(pg_url, "u03")
     assert len(latest) == 3 and latest[0]["run_id"] == summary.run_id
     assert len({r["category"] for r in latest}) == 3
+
+
+def test_batch_run_ranks_each_history_bucket_with_its_own_weights(trained):
+    url, loaded = trained["url"], trained["loaded"]
+    blend = {"freshness_clock": "run", "history_cuts": [1, 1000],
+             "history_weights": [{}, {"graph": 0.5, "sequence": 0.0}, {}]}  # graph only through a bucket
+    summary = recommend_all(url, loaded, None, top_k=5, now=NOW, weights={"graph": 0.0}, blend=blend)
+    with session_scope(url) as session:
+        rows = session.execute(select(Recommendation).where(Recommendation.run_id == summary.run_id)).scalars().all()
+    assert summary.rows == len(rows) > 0
+    assert any("model.graph" in row.components for row in rows)  # users with a positive: bucket 1's weights
+    for row in rows:
+        detail = {k: v for k, v in row.components.items() if k.startswith("model.")}
+        assert sum(detail.values()) == pytest.approx(row.components["model"])
+        assert row.components["model"] + row.components["popularity"] + row.components["freshness"] == \
+            pytest.approx(row.score)

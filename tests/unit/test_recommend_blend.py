@@ -221,3 +221,47 @@ def test_movielens_frames_dates_items_by_title_year_and_cuts_tags(tmp_path):
     assert cut["description"].tolist() == ["early", ""]  # the tag written after user 7's cutoff is gone
     nobody, _ = movielens_frames(tmp_path, tags_until={})
     assert nobody["description"].tolist() == ["", ""]
+
+
+def test_history_groups_split_users_by_positives_and_override_weights():
+    from nlp_suite.recommend.blend import history_groups
+
+    settings = BlendSettings.from_mapping({"history_cuts": [2, 5],
+                                           "history_weights": [{"sequence": 0.8}, {}, {"freshness": 0.1}]})
+    weights = {"cooccurrence": 1.0, "sequence": 0.3, "freshness": 0.02}
+    groups = history_groups(np.array([0, 1, 2, 4, 5, 9]), weights, settings)
+    assert [rows.tolist() for rows, _ in groups] == [[0, 1], [2, 3], [4, 5]]  # n >= cut moves up a bucket
+    assert [w["sequence"] for _, w in groups] == [0.8, 0.3, 0.3]
+    assert [w["freshness"] for _, w in groups] == [0.02, 0.02, 0.1]
+    one = history_groups(np.array([0, 7]), weights, BlendSettings.from_mapping({"history_cuts": [],
+                                                                                "history_weights": []}))
+    assert len(one) == 1 and one[0][0].tolist() == [0, 1] and one[0][1] == weights
+    with pytest.raises(ValueError):
+        history_groups(np.array([0]), weights, BlendSettings.from_mapping(
+            {"history_cuts": [1], "history_weights": [{"nonsense": 1.0}, {}]}))
+
+
+def test_blend_settings_reject_history_buckets_that_do_not_match_the_cuts():
+    with pytest.raises(ValueError):
+        BlendSettings.from_mapping({"history_cuts": [5, 2], "history_weights": [{}, {}, {}]})  # not increasing
+    with pytest.raises(ValueError):
+        BlendSettings.from_mapping({"history_cuts": [5], "history_weights": [{}]})  # needs 2 buckets
+    assert BlendSettings.from_mapping({"history_cuts": [5], "history_weights": [{}, {"sequence": 1}]}) \
+        .history_weights == ((), (("sequence", 1.0),))
+
+
+def test_history_final_scores_ranks_each_bucket_with_its_own_weights():
+    from nlp_suite.recommend.blend import history_final_scores
+
+    parts = {"model": np.zeros((2, 3)), "cooccurrence": np.array([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]),
+             "sequence": np.array([[0.0, 1.0, 0.0], [0.0, 1.0, 0.0]]), "popularity": np.zeros(3),
+             "freshness": np.zeros(3)}
+    settings = BlendSettings.from_mapping({"history_cuts": [3], "history_weights": [{"sequence": 2.0}, {}],
+                                           "cold_slot": 0})
+    weights = {"model": 0.0, "cooccurrence": 1.0, "sequence": 0.3, "popularity": 0.0, "freshness": 0.0}
+    exclude = [np.zeros(0, dtype=np.int64)] * 2
+    final = history_final_scores(parts, weights, settings, np.array([1, 10]), np.zeros(3, dtype=bool), exclude)
+    assert int(np.argmax(final[0])) == 1  # short history: "watched next" weighs 2
+    assert int(np.argmax(final[1])) == 0  # long history: the global weights, EASE first
+    assert final[1].tolist() == pytest.approx(final_scores(parts, weights, np.zeros(3, dtype=bool), exclude,
+                                                           0)[1].tolist())
