@@ -13,7 +13,7 @@ from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
 from rich.table import Table
-from sqlalchemy import exists, func, select, text, update
+from sqlalchemy import Engine, exists, func, select, text, update
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
@@ -23,6 +23,7 @@ from nlp_suite.storage.session import (
     bulk_insert_ignoring_conflicts,
     copy_insert_ignoring_conflicts,
     copy_text,
+    get_engine,
     session_factory,
 )
 
@@ -196,7 +197,7 @@ def score_unscored(
         session.flush()
         run_id = run.id
     try:
-        summary = _score_chunks(factory, run_id, model_version_id, predictor, chunk_size, total, progress, where)
+        summary = _score_chunks(url, factory, run_id, model_version_id, predictor, chunk_size, total, progress, where)
     except BaseException:
         _finish_run(factory, run_id, "failed")
         raise
@@ -286,14 +287,14 @@ class _Pipeline:
 _DONE = object()  # end-of-stream marker between pipeline stages
 
 
-def _read_chunks(pipeline: _Pipeline, factory, where: Callable[[int], list], chunk_size: int) -> None:
+def _read_chunks(pipeline: _Pipeline, engine: Engine, where: Callable[[int], list], chunk_size: int) -> None:
     """Reader stage: keyset-paginated chunks of (ids, texts) over one autocommit connection.
 
     Autocommit: every SELECT is its own short transaction, so a long run holds no snapshot open (vacuum keeps up),
     and one connection with plain tuples costs a third of the CPU of a session and Row objects per chunk.
     """
     last_id = 0  # a chunk whose inserts all conflict (another worker) still moves the cursor forward
-    with factory.kw["bind"].connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         while not pipeline.stop_reading.is_set():
             rows = connection.execute(
                 select(Document.id, Document.text).where(*where(last_id)).order_by(Document.id).limit(chunk_size)
@@ -343,12 +344,12 @@ def _relax_commit_durability(session: Session) -> None:
         session.execute(text("SET LOCAL synchronous_commit = off"))
 
 
-def _score_chunks(factory, run_id: int, model_version_id: int, predictor: Predictor, chunk_size: int,
+def _score_chunks(url: str, factory, run_id: int, model_version_id: int, predictor: Predictor, chunk_size: int,
                   total: int | None, progress: bool, where: Callable[[int], list]) -> ScoringSummary:
     """Read -> predict -> insert/commit, pipelined; chunks already predicted are committed even when a later one fails."""
     started, tally, pipeline = time.perf_counter(), _Tally(), _Pipeline()
     with tqdm(total=total, unit="doc", desc="scoring", disable=not progress) as bar:
-        pipeline.start("score-reader", _read_chunks, pipeline, factory, where, chunk_size)
+        pipeline.start("score-reader", _read_chunks, pipeline, get_engine(url), where, chunk_size)
         pipeline.start("score-writer", _write_chunks, pipeline, factory, run_id, model_version_id, predictor.labels,
                        tally, bar)
         reader, writer = pipeline.threads

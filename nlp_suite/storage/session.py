@@ -101,12 +101,12 @@ def bulk_insert_ignoring_conflicts(
     given = list(rows[0])
     defaults = _python_defaults(table, set(given))
     columns = given + list(defaults)
-    names = ", ".join(f'"{c}"' for c in columns)
-    conflict = ", ".join(f'"{c}"' for c in conflict_columns)
     connection = session.connection()
-    driver = connection.connection.driver_connection
     tail = tuple(defaults.values())
     if dialect == "sqlite":  # the columns' own bind processors: values stored exactly as the ORM would store them
+        names = ", ".join(f'"{c}"' for c in columns)
+        conflict = ", ".join(f'"{c}"' for c in conflict_columns)
+        driver = connection.connection.driver_connection
         processors = [table.c[c].type.bind_processor(connection.dialect) or (lambda v: v) for c in columns]
         before = driver.total_changes
         driver.cursor().executemany(
