@@ -353,6 +353,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def with_server_cpu(pid: int, load, *args, **kwargs) -> dict[str, Any]:
+    """Run `load(*args, **kwargs)` and add the server process's CPU ms per message spent meanwhile."""
+    import psutil
+
+    server = psutil.Process(pid)
+    before = server.cpu_times()
+    result = load(*args, **kwargs)
+    after = server.cpu_times()
+    spent = (after.user + after.system) - (before.user + before.system)
+    result["server_cpu_ms_per_message"] = round(1000.0 * spent / max(1, result["requests"]), 1)
+    return result
+
+
 def latency(var: str, shared: str, limit: int | None, clients: int, per_client: int, think_ms: float = 0.0,
             server_overrides: Sequence[str] = ()) -> dict[str, Any]:
     """The Bitext reply and retrieval models already active in `var`, served by `nlp-suite serve`, over a KB of the
@@ -369,8 +382,9 @@ def latency(var: str, shared: str, limit: int | None, clients: int, per_client: 
         url = f"http://127.0.0.1:{port}/"
         wait_for_http(url, server)
         client_load(url, texts, 1, 2)  # warm-up (first request compiles/loads lazily)
-        served = client_load(url, texts, clients, per_client)
-        paced = client_load(url, texts, clients, per_client, think_ms=think_ms) if think_ms > 0 else None
+        served = with_server_cpu(server.pid, client_load, url, texts, clients, per_client)
+        paced = (with_server_cpu(server.pid, client_load, url, texts, clients, per_client, think_ms=think_ms)
+                 if think_ms > 0 else None)
     finally:
         server.terminate()
         try:
@@ -421,8 +435,8 @@ def rows(report: dict[str, Any]) -> list[list[str]]:
             think = (f", mean think time {served['think_ms']:.0f} ms" if served.get("think_ms")
                      else ", no think time (saturation)")
             note = (f"{served['clients']} clients x {served['messages_per_client']} messages{think}, "
-                    f"{served['throughput_per_s']}/s, client CPU {served.get('client_cpu_ms_per_message', '-')} "
-                    "ms/message")
+                    f"{served['throughput_per_s']}/s, CPU ms/message: client "
+                    f"{served.get('client_cpu_ms_per_message', '-')}, server {served.get('server_cpu_ms_per_message', '-')}")
             out.append([section, "first chunk p50 / p95 ms", f"{served['p50_ms']:.0f} / {served['p95_ms']:.0f}", note])
             out.append([section, "first chunk p99 ms", mark(served["p99_ms"], TARGETS["p99_ms"], False),
                         f"errors {served['errors']}"])

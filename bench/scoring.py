@@ -151,6 +151,48 @@ def bare_inference(classifier, count: int, chunk: int) -> float:
     return count / (time.perf_counter() - began)
 
 
+class NullPredictor:
+    """A predictor that costs nothing: scoring with it measures what the database path alone costs."""
+
+    labels = ["negative", "neutral", "positive"]
+
+    def predict_proba(self, texts: list[str]):
+        import numpy as np
+
+        return np.full((len(texts), 3), 1.0 / 3.0, dtype=np.float32)
+
+
+def server_cpu_seconds() -> float:
+    """CPU seconds of the local PostgreSQL server's processes (0 when none is visible)."""
+    import psutil
+
+    total = 0.0
+    for process in psutil.process_iter(["name"]):
+        try:
+            if (process.info["name"] or "").startswith("postgres"):
+                times = process.cpu_times()
+                total += times.user + times.system
+        except psutil.Error:  # a backend that exited while we looked
+            continue
+    return total
+
+
+def pipeline_overhead(url: str, work: Path, docs: int, chunk: int) -> dict:
+    """CPU per document of scoring with `NullPredictor`: this process (reader, writer, glue) and the DB server."""
+    import psutil
+
+    from nlp_suite.monitoring.scoring import score_unscored
+
+    me, version = psutil.Process(), register(url, str(work), "bench-null")
+    before, server_before = me.cpu_times(), server_cpu_seconds()
+    summary = score_unscored(url, version, NullPredictor(), chunk_size=chunk)
+    after, server_after = me.cpu_times(), server_cpu_seconds()
+    client = (after.user + after.system) - (before.user + before.system)
+    return {"documents": summary.documents, "docs/s": round(summary.docs_per_second),
+            "process CPU us/doc": round(1e6 * client / max(1, docs), 1),
+            "server CPU us/doc": round(1e6 * (server_after - server_before) / max(1, docs), 1)}
+
+
 def register(url: str, loaded_path: str, name: str) -> int:
     from nlp_suite.storage.models import ModelVersion
     from nlp_suite.storage.session import session_scope
@@ -209,6 +251,9 @@ def run(args: argparse.Namespace) -> list[dict]:
         for db, (url, _) in urls.items():
             fill_seconds = fill_documents(url, args.docs)
             print(f"{db}: inserted {args.docs:,} documents in {fill_seconds:.1f} s", flush=True)
+            if args.null_model:
+                print(f"{db}: database path alone (zero-cost predictor):",
+                      pipeline_overhead(url, work, args.docs, args.chunk), flush=True)
             for variant, model in variants.items():
                 classifier = TextClassifier(model, loaded.tokenizer, loaded.task.labels, loaded.max_len)
                 before = bare_inference(classifier, min(args.docs, args.bare_docs), args.chunk)
@@ -257,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=max(1, os.cpu_count() or 1))
     parser.add_argument("--epochs", type=int, default=4, help="training epochs of the benchmark model")
     parser.add_argument("--shared-data", default=os.environ.get("NLP_SUITE_SHARED_DATA", str(ROOT.parent / "shared" / "data")))
+    parser.add_argument("--null-model", action="store_true", help="first score with a zero-cost predictor and print "
+                        "the CPU per document of this process and of the PostgreSQL server (what the DB path costs)")
     parser.add_argument("--no-quant", action="store_true", help="skip the int8 variant")
     parser.add_argument("--progress", action="store_true")
     parser.add_argument("--quick", action="store_true", help="smoke run: 3,000 documents, 1 epoch")
