@@ -35,6 +35,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict, deque
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -43,9 +44,10 @@ from sqlalchemy import select
 
 from nlp_suite.chat.batching import MicroBatcher
 from nlp_suite.chat.knowledge import KnowledgeBase, words
+from nlp_suite.chat.log_writer import ChatLogWriter, LoggedTurn
 from nlp_suite.config import db_url
-from nlp_suite.storage.models import ChatMessage, ChatSession
-from nlp_suite.storage.session import insert_ignoring_conflicts, session_scope
+from nlp_suite.storage.models import ChatMessage
+from nlp_suite.storage.session import session_scope
 from nlp_suite.tasks.classification import TextClassifier
 from nlp_suite.tasks.retrieval import Retriever
 from nlp_suite.training import registry
@@ -104,11 +106,18 @@ class BotReply:
     kb_entry: str | None  # knowledge-base intent whose answer was used or asked about
     kind: ReplyKind
     latency_ms: float
-    message_id: int  # chat_messages.id of the bot message (pass it to `feedback`)
+    message_id: int  # chat_messages.id of the bot message (pass it to `feedback`); 0 until `logged()`
     user_message_id: int = 0  # chat_messages.id of the user message
     candidates: list[tuple[str, float]] = field(default_factory=list)  # top intents with probabilities
     used_context: bool = False  # the intent came from the message together with earlier turns
     retrieval_score: float | None = None  # set when the answer came from the retriever (blended score)
+    _ids: Future | None = field(default=None, repr=False, compare=False)  # the log writer's (user id, bot id)
+
+    def logged(self, timeout: float | None = 60.0) -> int:
+        """Wait until both messages are committed; fills and returns `message_id` (raises the write's error)."""
+        if self._ids is not None and not self.message_id:
+            self.user_message_id, self.message_id = self._ids.result(timeout=timeout)
+        return self.message_id
 
 
 @dataclass
@@ -172,6 +181,8 @@ class ReplyService:
         self._index_lock = threading.Lock()
         self._passage_intents: list[str] = []
         self._passage_vocabulary: frozenset[str] = frozenset()
+        self._writer: ChatLogWriter | None = None
+        self._writer_lock = threading.Lock()
         missing = sorted(set(classifier.labels) - set(kb.intents))
         if missing:
             log.warning("the reply model knows intents the knowledge base lacks: %s", missing)
@@ -215,8 +226,12 @@ class ReplyService:
 
     # ------------------------------------------------------------------ public API
 
-    def reply(self, session_id: str | None, text: str) -> BotReply:
-        """Answer `text` in session `session_id` (None starts a new session); logs both messages."""
+    def reply(self, session_id: str | None, text: str, *, wait_for_log: bool = True) -> BotReply:
+        """Answer `text` in session `session_id` (None starts a new session); logs both messages.
+
+        With `wait_for_log=False` it returns as soon as the answer is decided: the turn is committed by the log
+        writer meanwhile and `BotReply.logged()` waits for it (a streaming UI shows the first words first).
+        """
         started = time.perf_counter()
         session_id = self._session_id(session_id)
         text = "" if text is None else str(text)
@@ -224,14 +239,16 @@ class ReplyService:
         with state.lock:
             decision = self._decide(state, text)
             latency_ms = (time.perf_counter() - started) * 1000.0
-            user_id, bot_id = self._log(session_id, text, decision, latency_ms)
+            ids = self._log(session_id, text, decision, latency_ms)  # submitted under the lock: turns stay in order
             if decision.remember:
                 state.context.append(text)
-        return BotReply(session_id=session_id, text=decision.text, intent=decision.intent,
-                        confidence=decision.confidence, kb_entry=decision.kb_entry, kind=decision.kind,
-                        latency_ms=latency_ms, message_id=bot_id, user_message_id=user_id,
-                        candidates=decision.candidates, used_context=decision.used_context,
-                        retrieval_score=decision.retrieval_score)
+        reply = BotReply(session_id=session_id, text=decision.text, intent=decision.intent,
+                         confidence=decision.confidence, kb_entry=decision.kb_entry, kind=decision.kind,
+                         latency_ms=latency_ms, message_id=0, candidates=decision.candidates,
+                         used_context=decision.used_context, retrieval_score=decision.retrieval_score, _ids=ids)
+        if wait_for_log:
+            reply.logged()
+        return reply
 
     def feedback(self, message_id: int, value: int) -> None:
         """Store thumbs up (+1) or down (-1) on a bot message."""
@@ -466,25 +483,30 @@ class ReplyService:
 
     # ------------------------------------------------------------------ storage
 
-    def _log(self, session_id: str, text: str, decision: _Decision, latency_ms: float) -> tuple[int, int]:
-        """Write the user and bot messages (creating the session on its first message); returns their ids."""
+    def _log(self, session_id: str, text: str, decision: _Decision, latency_ms: float) -> Future:
+        """Queue the user and bot messages for the log writer (which creates the session on its first message)."""
         stored = text if len(text) <= 10 * self.max_input_chars else text[: 10 * self.max_input_chars]
-        with session_scope(self.db_url) as session:
-            insert_ignoring_conflicts(session, ChatSession, [{"id": session_id}], ["id"])
-            if decision.handoff:
-                session.get(ChatSession, session_id).handoff_requested = True
-            user = ChatMessage(session_id=session_id, role="user", text=stored,
-                               intent=decision.candidates[0][0] if decision.candidates else None,
-                               confidence=decision.candidates[0][1] if decision.candidates else None)
-            session.add(user)
-            session.flush()
-            bot = ChatMessage(session_id=session_id, role="bot", text=decision.text, intent=decision.intent,
-                              confidence=decision.confidence,
-                              retrieved_ids=[decision.kb_entry] if decision.kb_entry else [],
-                              latency_ms=round(latency_ms, 3))
-            session.add(bot)
-            session.flush()
-            return user.id, bot.id
+        top = decision.candidates[0] if decision.candidates else (None, None)
+        return self._log_writer().submit(LoggedTurn(
+            session_id=session_id, user_text=stored, bot_text=decision.text, top_intent=top[0],
+            top_confidence=top[1], intent=decision.intent, confidence=decision.confidence,
+            kb_entry=decision.kb_entry, latency_ms=latency_ms, handoff=decision.handoff))
+
+    def _log_writer(self) -> ChatLogWriter:
+        """The one writer thread of this service's conversation log (started on first use)."""
+        with self._writer_lock:
+            if self._writer is None:
+                self._writer = ChatLogWriter(self.db_url)
+            return self._writer
+
+    def close(self) -> None:
+        """Write the turns still queued and stop the background threads (the log writer, the micro-batcher)."""
+        with self._writer_lock:
+            writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
+        if isinstance(self.classifier, MicroBatcher):
+            self.classifier.close()
 
 
 def load_retriever(url: str, device: str = "cpu") -> Retriever | None:

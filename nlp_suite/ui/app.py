@@ -101,7 +101,7 @@ def _role(message: Any) -> str | None:
     return message.get("role") if isinstance(message, dict) else getattr(message, "role", None)
 
 
-def bot_message_id(history: list[Any], index: Any, message_ids: list[int]) -> int | None:
+def bot_message_id(history: list[Any], index: Any, message_ids: list[int | None]) -> int | None:
     """chat_messages id of the chatbot message at `index` (the n-th assistant message ↔ the n-th stored id)."""
     if isinstance(index, (list, tuple)):
         index = index[0]
@@ -109,6 +109,15 @@ def bot_message_id(history: list[Any], index: Any, message_ids: list[int]) -> in
         return None
     ordinal = sum(1 for message in history[:index] if _role(message) == "assistant")
     return message_ids[ordinal] if ordinal < len(message_ids) else None
+
+
+def _logged_id(reply: BotReply) -> int | None:
+    """The bot message's id once the log writer committed it; None (no feedback possible) if the write failed."""
+    try:
+        return reply.logged()
+    except Exception:  # noqa: BLE001 - the reply was shown; the writer logged why it could not store it
+        log.exception("chat turn of session %s not logged", reply.session_id)
+        return None
 
 
 def details_line(reply: BotReply) -> str:
@@ -353,17 +362,19 @@ def build_app(cfg: DictConfig, reply_service: ReplyService | None = None,
             yield to_display(UNAVAILABLE_TEXT), state
             return
         try:
-            reply = reply_service.reply(state.get("session_id"), from_display(message or ""))
+            # The turn is committed by the log writer while the first words stream; ids are needed only at the end.
+            reply = reply_service.reply(state.get("session_id"), from_display(message or ""), wait_for_log=False)
         except Exception:  # noqa: BLE001 - the user gets an apology, the log gets the traceback
             log.exception("chat reply failed")
             yield to_display(ERROR_TEXT), state
             return
         ordinal = sum(1 for item in history or [] if _role(item) == "assistant")
         state["session_id"] = reply.session_id
-        state["message_ids"] = list(state.get("message_ids", []))[:ordinal] + [reply.message_id]
         text = reply.text + (f"\n\n{details_line(reply)}" if show_details else "")
         shown = to_display(text)
         for prefix in _chunks(shown):
+            if prefix == shown:  # the last event carries the stored message id (feedback needs it)
+                state["message_ids"] = list(state.get("message_ids", []))[:ordinal] + [_logged_id(reply)]
             yield prefix, state
             if prefix != shown:
                 time.sleep(stream_delay)
