@@ -4,9 +4,10 @@
     python bench/scoring.py --docs 100000 --db sqlite
     python bench/scoring.py --quick               # smoke run (a few thousand documents)
 
-One process, one table: bare inference docs/s (the model on in-memory texts, same chunk size; timed before and
-after the end-to-end run, the faster one counts), end-to-end docs/s
-through `score_unscored` (the production path), their ratio (target >= 0.8), peak RSS during the run and its growth
+One process, one table: bare inference docs/s (the model on in-memory texts, same chunk size), end-to-end docs/s
+through `score_unscored` (the production path), their ratio (target >= 0.8), measured in alternating rounds (a
+bare timing, then each of `--rounds` end-to-end partitions followed by a bare timing: both sides average over the
+same stretch of a machine whose speed drifts), peak RSS during the run and its growth
 from the first to the last tenth (streaming must keep it flat), and the same with dynamic int8 quantization
 (`score.precision=int8`: `torch.ao.quantization.quantize_dynamic` on the DropConnect-folded model), whose accuracy change on the Financial PhraseBank test split is reported.
 The sentiment model is trained in the run on FPB Sentences_50Agree (or the sample data when the folder is absent).
@@ -232,10 +233,40 @@ def database_urls(kinds: list[str], work: Path, pg_admin: str) -> dict[str, tupl
     return urls
 
 
+def measure(url: str, work: Path, db: str, variant: str, classifier, test, args: argparse.Namespace) -> dict:
+    """One row: bare and end-to-end docs/s of `classifier` on `url`, measured in alternating rounds.
+
+    The speed of this shared 2-core machine drifts by up to a third within minutes (bare timings taken just before
+    and after one long end-to-end pass differed by that much), so one bare timing against one end-to-end pass
+    mostly measures the drift. The documents are scored in `--rounds` id-modulo partitions (the production
+    `Partition` path, whose reader filters the whole table every round: a cost the end-to-end side pays) with a
+    bare timing before the first and after every round; both sides then average over the same stretch of time.
+    """
+    from nlp_suite.monitoring.scoring import Partition, score_unscored
+
+    rounds, bare_docs = max(1, args.rounds), max(args.chunk, min(args.docs, args.bare_docs) // max(1, args.rounds))
+    version = register(url, str(work), f"bench-{variant}")
+    bare = [bare_inference(classifier, bare_docs, args.chunk)]
+    scored = seconds = 0.0
+    with RssSampler() as memory:
+        for index in range(rounds):
+            partition = Partition(index, rounds) if rounds > 1 else None
+            summary = score_unscored(url, version, classifier, chunk_size=args.chunk, progress=args.progress,
+                                     partition=partition)
+            scored, seconds = scored + summary.documents, seconds + summary.seconds
+            bare.append(bare_inference(classifier, bare_docs, args.chunk))
+    bare_rate = len(bare) / sum(1.0 / rate for rate in bare)  # docs/s over all bare timings (equal sizes)
+    peak, growth = memory.summary()
+    return {"db": db, "model": variant, "documents": int(scored), "bare docs/s": round(bare_rate, 1),
+            "end-to-end docs/s": round(scored / seconds, 1), "ratio": round(scored / seconds / bare_rate, 3),
+            "peak RSS MiB": round(peak), "RSS growth MiB": round(growth, 1),
+            "FPB test accuracy": accuracy(classifier, test),
+            "bare docs/s min/max": f"{min(bare):.0f}/{max(bare):.0f}"}
+
+
 def run(args: argparse.Namespace) -> list[dict]:
     import torch
 
-    from nlp_suite.monitoring.scoring import score_unscored
     from nlp_suite.pipeline import inference_model
     from nlp_suite.tasks.classification import TextClassifier
 
@@ -256,19 +287,8 @@ def run(args: argparse.Namespace) -> list[dict]:
                       pipeline_overhead(url, work, args.docs, args.chunk), flush=True)
             for variant, model in variants.items():
                 classifier = TextClassifier(model, loaded.tokenizer, loaded.task.labels, loaded.max_len)
-                before = bare_inference(classifier, min(args.docs, args.bare_docs), args.chunk)
-                version = register(url, str(work), f"bench-{variant}")
-                with RssSampler() as memory:
-                    summary = score_unscored(url, version, classifier, chunk_size=args.chunk, progress=args.progress)
-                # Bare speed drifts on a shared 2-core machine: time it before and after, compare with the faster.
-                after = bare_inference(classifier, min(args.docs, args.bare_docs), args.chunk)
-                bare = max(before, after)
-                peak, growth = memory.summary()
-                rows.append({"db": db, "model": variant, "documents": summary.documents,
-                             "bare docs/s": round(bare, 1), "end-to-end docs/s": round(summary.docs_per_second, 1),
-                             "ratio": round(summary.docs_per_second / bare, 3), "peak RSS MiB": round(peak),
-                             "RSS growth MiB": round(growth, 1), "FPB test accuracy": accuracy(classifier, test)})
-                print({**rows[-1], "bare before/after docs/s": (round(before), round(after))}, flush=True)
+                rows.append(measure(url, work, db, variant, classifier, test, args))
+                print(rows[-1], flush=True)
     finally:
         for _, cleanup in urls.values():
             if cleanup:
@@ -293,7 +313,10 @@ def print_table(rows: list[dict], args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--docs", type=int, default=1_000_000, help="synthetic documents per database")
-    parser.add_argument("--bare-docs", type=int, default=100_000, help="documents for the bare-inference timing")
+    parser.add_argument("--bare-docs", type=int, default=100_000, help="documents for the bare-inference timings "
+                        "(split over the rounds)")
+    parser.add_argument("--rounds", type=int, default=5, help="end-to-end rounds (id-modulo partitions), each "
+                        "followed by a bare timing, so both sides see the same machine drift")
     parser.add_argument("--db", nargs="+", default=["sqlite", "postgres"], choices=["sqlite", "postgres"])
     parser.add_argument("--pg-url", default=os.environ.get("NLP_SUITE_TEST_PG",
                                                            "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
