@@ -129,6 +129,18 @@ def run_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_sweep(args: argparse.Namespace) -> int:
+    """Hyperparameter search (Hydra multirun of train), or re-summarise a finished sweep folder."""
+    from nlp_suite import sweep
+
+    if args.summarise:
+        table, plot = sweep.summarise(args.summarise)
+        print(f"sweep summary: {table} and {plot}")
+        return 0
+    sweep.main(args.overrides)
+    return 0
+
+
 def run_serve_flows(args: argparse.Namespace) -> int:
     """Serve scheduled deployments (needs PREFECT_API_URL of a running `prefect server start`)."""
     import os
@@ -173,6 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("overrides", nargs="*", help="Hydra overrides")
     command("serve-flows", "Serve the scheduled Prefect deployments from conf/deploy.", run_serve_flows
             ).add_argument("overrides", nargs="*", help="Hydra overrides")
+    sweep = command("sweep", "Hyperparameter search: one registered (never promoted) model per trial, e.g. "
+                    "`model.hidden_dim=64,128 model.rnn=lstm,gru` or `+hparams_search=sentiment` (Optuna); "
+                    "writes results.jsonl, summary.md and summary.png under paths.var/sweeps/.", run_sweep)
+    sweep.add_argument("--summarise", metavar="SWEEP_DIR", help="only rewrite summary.md/png of a sweep folder")
+    sweep.add_argument("overrides", nargs="*", help="Hydra overrides and sweeps (comma lists, +hparams_search=...)")
     return parser
 
 

@@ -1,6 +1,6 @@
 """Alembic environment: metadata from nlp_suite's ORM, URL passed in by nlp_suite.storage.migrate."""
 from alembic import context
-from sqlalchemy import inspect, pool
+from sqlalchemy import inspect
 
 from nlp_suite.storage.models import Base
 from nlp_suite.storage.session import get_engine

@@ -76,22 +76,36 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def adapter_parameters(encoder: nn.Module | None) -> list[nn.Parameter]:
+    """Parameters of the encoder's adapters (none for encoders without them)."""
+    adapters = getattr(encoder, "adapters", None)
+    return [p for module in adapters() for p in module.parameters()] if callable(adapters) else []
+
+
 def parameter_groups(model: nn.Module, lr: float, encoder_lr_factor: float) -> list[dict[str, Any]]:
-    """Encoder and head in separate groups so the encoder can learn more slowly."""
+    """Encoder and head in separate groups so the encoder can learn more slowly.
+
+    Adapters go with the head: they are new, randomly started weights like the head, so the slower
+    discriminative rate meant for pretrained weights would only hold them back.
+    """
     encoder = getattr(model, "encoder", None)
-    encoder_params = {id(p) for p in encoder.parameters()} if encoder is not None else set()
-    head = [p for p in model.parameters() if id(p) not in encoder_params]
+    adapter_ids = {id(p) for p in adapter_parameters(encoder)}
+    encoder_params = [p for p in encoder.parameters() if id(p) not in adapter_ids] if encoder is not None else []
+    encoder_ids = {id(p) for p in encoder_params}
+    head = [p for p in model.parameters() if id(p) not in encoder_ids]
     groups = [{"params": head, "lr": lr}]
     if encoder is not None:
-        groups.append({"params": list(encoder.parameters()), "lr": lr * encoder_lr_factor})
+        groups.append({"params": encoder_params, "lr": lr * encoder_lr_factor})
     return [group for group in groups if group["params"]]
 
 
 def set_encoder_frozen(model: nn.Module, frozen: bool) -> float:
-    """Freeze or unfreeze the encoder; returns the share of parameters left trainable."""
+    """Freeze or unfreeze the encoder (its adapters always train); returns the share of parameters left trainable."""
     encoder = getattr(model, "encoder", None)
     if encoder is not None:
         encoder.requires_grad_(not frozen)
+        for parameter in adapter_parameters(encoder):
+            parameter.requires_grad_(True)  # adapters exist to be trained while the pretrained weights are frozen
     total = sum(p.numel() for p in model.parameters())
     return sum(p.numel() for p in model.parameters() if p.requires_grad) / max(total, 1)
 

@@ -40,6 +40,7 @@ class TrainResult:
     parameters: int = 0
     seconds: float = 0.0
     curve_png: str = ""
+    monitor: str = ""  # the task's validation metric (metrics[monitor]; what a hyperparameter search maximises)
 
 
 def build_task(cfg: DictConfig) -> tuple[Task, dict[str, Any]]:
@@ -83,6 +84,8 @@ def pretrained_encoder(cfg: DictConfig) -> tuple[Encoder, TextTokenizer, str] | 
     else:
         loaded = load_checkpoint(Path(source))
     encoder = loaded.model.encoder
+    # The pretrained shape wins, except adapters: they are added on top (identity at first) for this fine-tuning.
+    encoder.add_adapters(int(cfg.model.get("adapter_dim") or 0))
     log.info("fine-tuning from pretrained encoder %s (%s)", source, encoder.config)
     return encoder, loaded.tokenizer, str(source)
 
@@ -125,9 +128,13 @@ def train(cfg: DictConfig) -> TrainResult:
     curve = save_training_curve(result.history, task.monitor, directory / "training_curve.png", title=name)
     with session_scope(db_url(cfg)) as session:
         version = registry.register(session, name=name, task=task.name, path=directory, sha256=sha, metrics=metrics)
-        decision = registry.promote_if_better(session, version, task.monitor, cfg.train.get("promotion_margin", 0.0))
+        if cfg.train.get("promote", True):
+            decision = registry.promote_if_better(session, version, task.monitor,
+                                                  cfg.train.get("promotion_margin", 0.0))
+        else:  # e.g. hyperparameter-search trials: candidates to compare, never served by accident
+            decision = registry.PromotionDecision(False, "registered only: train.promote=false")
         version_id = version.id
     log.info("%s registered as version %d: %s", name, version_id, decision.reason)
     return TrainResult(task=task.name, version_id=version_id, name=name, path=str(directory), metrics=metrics,
                        promoted=decision.promoted, reason=decision.reason, history=result.history,
-                       parameters=parameters, seconds=result.seconds, curve_png=str(curve))
+                       parameters=parameters, seconds=result.seconds, curve_png=str(curve), monitor=task.monitor)
