@@ -16,6 +16,12 @@ def for_inference(model: nn.Module) -> nn.Module:
     DropConnect keeps the trained hidden-to-hidden weights as `*_raw` parameters and only writes them into the RNN
     during forward, so tools that copy the RNN's own weights (quantization, export) would otherwise see stale ones.
     """
+    for module in model.modules():
+        if isinstance(module, DropConnectRNN):
+            # After a training forward the RNN holds the dropped weights as non-leaf tensors of the autograd graph,
+            # which deepcopy refuses; they are rewritten on every forward, so detached raw copies are as good.
+            for name in module.names:
+                setattr(module.rnn, name, getattr(module, f"{name}_raw").detach())
     model = copy.deepcopy(model).eval()
     for parent in list(model.modules()):
         for child_name, child in list(parent.named_children()):

@@ -65,3 +65,17 @@ def test_scoring_precision_is_checked():
     assert not any(isinstance(m, DropConnectRNN) for m in inference_model(model, "fp32").modules())
     with pytest.raises(ValueError, match="fp32 or int8"):
         inference_model(model, "fp16")
+
+
+def test_a_model_straight_from_training_can_be_folded():
+    """No reload in between: the RNN still holds the dropped weights of the last training step (autograd tensors)."""
+    torch.manual_seed(0)
+    config = EncoderConfig(vocab_size=50, embed_dim=16, hidden_dim=16, weight_dropout=0.5, dropout=0.0)
+    model, batch = Pooled(Encoder(config)), pad_batch([[1, 2, 3], [4, 5]])
+    model.train()
+    model(*batch).sum().backward()
+    model.eval()
+    with torch.no_grad():
+        expected = model(*batch)
+        assert torch.allclose(for_inference(model)(*batch), expected, atol=1e-6)
+        assert torch.allclose(quantize_int8(model)(*batch), expected, atol=0.1)
