@@ -55,6 +55,10 @@ class Task(ABC):
     def load_state(self, state: dict[str, Any]) -> None:
         """Restore what `state()` returned."""
 
+    def on_new_best(self) -> None:
+        """Called by the training loop right after a validation evaluation that became the best epoch (the weights
+        it keeps): tasks that choose something on validation (e.g. thresholds) commit that epoch's choice here."""
+
     def tokens_in_batch(self, batch: dict[str, torch.Tensor]) -> int:
         """Real (non-pad) tokens in a batch, for throughput figures."""
         return int(batch["lengths"].sum()) if "lengths" in batch else 0

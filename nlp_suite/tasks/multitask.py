@@ -195,6 +195,11 @@ class MultiTask(Task):
         metrics[self.monitor] = float(np.mean(monitored))
         return metrics
 
+    def on_new_best(self) -> None:
+        """The loop keeps this epoch: every sub-task commits what it chose on validation (e.g. reply thresholds)."""
+        for name in self.names:
+            self.subtasks[name].on_new_best()
+
     def state(self) -> dict[str, Any]:
         return {"tasks": {name: self.subtasks[name].state() for name in self.names}}
 

@@ -82,18 +82,24 @@ class ReplyTask(TextClassificationTask):
         self.ambiguity_gap = ambiguity_gap  # top-2 closer than this: clarifying question
         self.tune = tune
         self.tuned: dict[str, float] = {}  # chosen on validation with the best epoch's model
-        self._best = float("-inf")
+        self._candidate: dict[str, float] = {}  # chosen at the latest validation; kept if the loop keeps that epoch
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
-        """Metrics; on val also tunes the thresholds and keeps those of the best epoch (the loop's rule)."""
+        """Metrics; on val also tunes the thresholds, which `on_new_best` keeps when the loop keeps this epoch."""
         metrics = super().evaluate(model, split)
-        if split == "val" and self.tune and metrics[self.monitor] > self._best:
-            self._best = metrics[self.monitor]
+        if split == "val" and self.tune:
             probabilities, truth = self.probabilities(model, split)
             oos = self.labels.index(OOS_LABEL) if OOS_LABEL in self.labels else None
-            self.tuned = tune_thresholds(probabilities, truth, self.confidence_threshold, self.ambiguity_gap, oos)
+            self._candidate = tune_thresholds(probabilities, truth, self.confidence_threshold, self.ambiguity_gap,
+                                              oos)
         return metrics
+
+    def on_new_best(self) -> None:
+        # The loop decides which epoch is best (in multi-task training by the mean over sub-tasks, not this task's
+        # own metric), so the thresholds follow its decision rather than this task's metric.
+        if self._candidate:
+            self.tuned = self._candidate
 
     def probabilities(self, model: nn.Module, split: str) -> tuple[np.ndarray, np.ndarray]:
         """(N, C) probabilities and (N,) label indexes of a prepared split, in split order."""

@@ -182,6 +182,7 @@ def fit(model: nn.Module, task: Task, config: FitConfig) -> FitResult:
             point.best_score, point.stale, point.best_epoch = metrics[task.monitor], 0, epoch
             point.best_metrics = metrics
             best_state = copy.deepcopy(model.state_dict())
+            task.on_new_best()
         else:
             point.stale += 1
         if config.resume_dir:

@@ -119,6 +119,10 @@ def test_a_saved_multitask_model_loads_with_identical_predictions(var, trained):
     first.task.prepare(first.task.load_data(cfg), first.tokenizer, first.max_len)
     again = first.task.evaluate(first.model, "val")
     assert again == pytest.approx({key: trained.metrics[key] for key in again})
+    # The reply thresholds saved are the ones tuned at the epoch whose weights were kept (chosen by the mean monitor,
+    # not by the reply head's own metric): tuning again on the saved weights picks exactly them.
+    reply = first.task.subtasks["reply"]
+    assert reply.tuned and reply._candidate == reply.tuned
 
 
 def test_one_sub_task_exports_as_a_normal_single_task_model(trained, tmp_path):
