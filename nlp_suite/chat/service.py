@@ -15,7 +15,9 @@ Rules, in order, for each user message of a session:
    wrong on gibberish). With a retrieval model (`nlp_suite.tasks.retrieval`, optional) the bot then looks for the
    best knowledge-base passage (every entry's answer, including entries without example questions, i.e. plain FAQ
    documents) and answers with it when its score reaches `retrieval_threshold` and enough of the message's words
-   occur in the knowledge base (questions and answers). Otherwise the fallback offers a human agent.
+   occur in the knowledge base (questions and answers). With `intent_prior_weight` w > 0 the top `RERANK_HITS`
+   passages that reach the threshold are re-ranked by score + w * log P(passage's intent | message), P from the
+   intent model (`nlp_suite.chat.selection`). Otherwise the fallback offers a human agent.
 6. **clarify**: the top two intents are closer than `ambiguity_gap`; the bot names both topics and the next message
    picks one ("the first", "the second", or words of a topic).
 7. **answer**: the intent's answer with placeholders filled from values the user gave earlier in the session
@@ -37,7 +39,7 @@ import uuid
 from collections import OrderedDict, deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Sequence
 
 from omegaconf import DictConfig
 from sqlalchemy import select
@@ -45,6 +47,7 @@ from sqlalchemy import select
 from nlp_suite.chat.batching import MicroBatcher
 from nlp_suite.chat.knowledge import KnowledgeBase, words
 from nlp_suite.chat.log_writer import ChatLogWriter, LoggedTurn
+from nlp_suite.chat.selection import RERANK_HITS, choose_passage
 from nlp_suite.config import db_url
 from nlp_suite.storage.models import ChatMessage
 from nlp_suite.storage.session import session_scope
@@ -158,9 +161,12 @@ class ReplyService:
     def __init__(self, classifier: TextClassifier, kb: KnowledgeBase, db_url: str, *,
                  confidence_threshold: float = 0.5, ambiguity_gap: float = 0.1, context_turns: int = 3,
                  max_input_chars: int = 2000, min_vocabulary_share: float = 0.3, max_sessions: int = 10_000,
-                 retriever: Retriever | None = None, retrieval_threshold: float | None = None):
+                 retriever: Retriever | None = None, retrieval_threshold: float | None = None,
+                 intent_prior_weight: float = 0.0):
         if not 0.0 <= confidence_threshold <= 1.0:
             raise ValueError(f"confidence_threshold must be in [0, 1], got {confidence_threshold}")
+        if intent_prior_weight < 0:
+            raise ValueError(f"intent_prior_weight must be >= 0, got {intent_prior_weight}")
         if ambiguity_gap < 0 or context_turns < 0 or max_input_chars < 1 or max_sessions < 1:
             raise ValueError("ambiguity_gap and context_turns must be >= 0, max_input_chars and max_sessions >= 1")
         self.classifier = classifier
@@ -177,6 +183,7 @@ class ReplyService:
         self.retriever = retriever
         self.retrieval_threshold = retrieval_threshold if retrieval_threshold is not None else (
             retriever.threshold if retriever is not None else None)
+        self.intent_prior_weight = float(intent_prior_weight)  # 0 = the retriever's top passage, as before
         self._indexed_version = -1  # knowledge-base version the retriever's passages come from
         self._index_lock = threading.Lock()
         self._passage_intents: list[str] = []
@@ -196,6 +203,7 @@ class ReplyService:
         model, when there is one, answers questions no intent matches (`ui.retrieval_threshold` overrides its
         validated threshold); without one the service works as before.
         Optional `ui` keys: micro_batch (most texts per shared forward pass; 1 = off), ambiguity_gap, context_turns, max_input_chars, min_vocabulary_share, retrieval_threshold,
+        intent_prior_weight (w of the intent prior when choosing a retrieved passage; 0 = off),
         placeholder_defaults (placeholder name -> value, e.g. {"Customer Support Phone Number": "..."}).
         Raises RegistryError when no reply model is active.
         """
@@ -222,7 +230,8 @@ class ReplyService:
         return cls(classifier, kb, url, confidence_threshold=float(threshold), ambiguity_gap=float(gap),
                    context_turns=int(ui.get("context_turns", 3)), max_input_chars=int(ui.get("max_input_chars", 2000)),
                    min_vocabulary_share=float(ui.get("min_vocabulary_share", 0.3)), retriever=retriever,
-                   retrieval_threshold=ui.get("retrieval_threshold"))
+                   retrieval_threshold=ui.get("retrieval_threshold"),
+                   intent_prior_weight=float(ui.get("intent_prior_weight") or 0.0))
 
     # ------------------------------------------------------------------ public API
 
@@ -353,7 +362,7 @@ class ReplyService:
 
         intent, confidence = ranked[0]
         if confidence < self.confidence_threshold or (share < self.min_vocabulary_share and not used_context):
-            retrieved = self._retrieve(state, text, candidates)
+            retrieved = self._retrieve(state, text, candidates, ranked)
             if retrieved is not None:
                 return retrieved
             state.offered_handoff = True
@@ -385,8 +394,10 @@ class ReplyService:
         return _Decision("answer", entry.render(state.slots), intent=intent, confidence=confidence,
                          kb_entry=intent, candidates=candidates, used_context=used_context)
 
-    def _retrieve(self, state: _SessionState, text: str, candidates: list[tuple[str, float]]) -> _Decision | None:
-        """The answer of the best-matching knowledge-base passage, when the retriever is sure enough; else None."""
+    def _retrieve(self, state: _SessionState, text: str, candidates: list[tuple[str, float]],
+                  ranked: Sequence[tuple[str, float]] = ()) -> _Decision | None:
+        """The answer of the best-matching knowledge-base passage, when the retriever is sure enough; else None.
+        `ranked` (every intent with its probability) feeds the intent prior."""
         if self.retriever is None or self.retrieval_threshold is None:
             return None
         self._index()
@@ -394,12 +405,15 @@ class ReplyService:
         known = sum(word in self._passage_vocabulary for word in found) / len(found) if found else 0.0
         if known < self.min_vocabulary_share:  # gibberish can still land close to some passage
             return None
-        hits = self.retriever.search(text, k=1)
-        if not hits or hits[0].score < self.retrieval_threshold:
+        hits = self.retriever.search(text, k=RERANK_HITS if self.intent_prior_weight > 0 and ranked else 1)
+        # The threshold is checked on the blended score (what it was validated on): the prior only reorders the
+        # passages that pass it, so answering vs falling back is decided exactly as without the prior.
+        best = choose_passage(hits, [self._passage_intents[hit.index] for hit in hits], dict(ranked),
+                              self.intent_prior_weight, self.retrieval_threshold)
+        if best is None:
             return None
-        intent = self._passage_intents[hits[0].index]
-        decision = self._answer(state, intent, None, candidates)
-        decision.retrieval_score = hits[0].score
+        decision = self._answer(state, self._passage_intents[best.index], None, candidates)
+        decision.retrieval_score = best.score
         return decision
 
     def _index(self) -> None:

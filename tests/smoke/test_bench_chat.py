@@ -37,9 +37,12 @@ def test_quick_chat_benchmark_prints_every_part_and_writes_json(tmp_path):
 
     report = json.loads((out / "chat.json").read_text(encoding="utf-8"))
     for kind in ("easy", "hard"):
-        for method in ("ours", "tfidf"):
+        for method in ("ours", "ours + intent prior", "tfidf"):
             found = report["selection"][kind][method]
             assert 0.0 <= found["recall@1"] <= found["recall@2"] <= found["recall@5"] <= 1.0
+    prior = report["selection"]["intent_prior"]  # w chosen on validation, 0 (retriever alone) among the choices
+    assert prior["weight"] >= 0.0 and "0" in prior["val_mean_mrr"] and prior["val_queries"]["hard"] > 0
+    assert "intent prior weight w" in done.stdout
     assert report["selection"]["easy"]["tfidf"]["recall@1"] > 0.9  # the baseline is real, not a stub
     assert 0.0 <= report["clinc"]["in_scope_accuracy"] <= 1.0 and report["clinc"]["oos_recall"] is not None
     served = report["latency"]["served"]

@@ -127,3 +127,33 @@ def test_reply_model_stores_tuned_thresholds_used_by_the_service(trained):
         _, loaded = registry.load_active(session, "reply")
     tuned = loaded.task.tuned
     assert 0.3 <= tuned["confidence_threshold"] <= 0.9 and 0.0 <= tuned["ambiguity_gap"] <= 0.3
+
+
+def test_service_intent_prior_tells_apart_answers_the_text_cannot(trained, tmp_path):
+    url, kb_path, classifier, _ = trained
+    # Two intents share one answer text: the retriever scores both passages the same for any message, so only the
+    # intent model's probabilities can pick the right entry.
+    shared = ("To reset your password or to close your account, open Settings and choose 'Reset password' or "
+              "'Close account'.")
+    faq = {**FAQ, "reset_password": (shared, FAQ["reset_password"][1]),
+           "close_account": (shared, FAQ["close_account"][1])}
+    kb = write_kb(tmp_path / "shared_answer.jsonl", faq)
+
+    def service(path: Path, weight: float) -> ReplyService:
+        # confidence_threshold 1.0: every message takes the retrieval path; the prior is what is under test here
+        # (the threshold rule has its own unit test), so any blended score may answer.
+        return ReplyService(classifier, KnowledgeBase(path), url, retriever=load_retriever(url),
+                            confidence_threshold=1.0, retrieval_threshold=float("-inf"), intent_prior_weight=weight)
+
+    prior = service(kb, 5.0)
+    for question, intent in (("I forgot my password and need to reset it", "reset_password"),
+                             ("please close my account for good", "close_account")):
+        assert classifier.predict([question])[0][0] == intent
+        reply = prior.reply(None, question)
+        assert (reply.kind, reply.kb_entry, reply.text) == ("answer", intent, shared)
+        scores = {prior.kb.intents[hit.index]: hit.score for hit in prior.retriever.search(question, k=len(faq))}
+        assert scores["reset_password"] == pytest.approx(scores["close_account"], abs=1e-4)  # same text, same score
+        assert reply.retrieval_score == pytest.approx(scores[intent])
+    # A plain FAQ document (no intent of the classifier's) is not pushed down by the prior.
+    document = service(kb_path, 5.0).reply(None, "what are the opening hours of your stores on saturday")
+    assert (document.kind, document.kb_entry) == ("answer", "store_hours")
