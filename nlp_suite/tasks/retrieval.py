@@ -369,7 +369,7 @@ class RetrievalTask(Task):
         self.similarity_threshold: float | None = None
         self.val_report: dict[str, float] = {}
         self.splits: dict[str, dict[str, Any]] = {}
-        self._best = float("-inf")
+        self._candidate: dict[str, Any] = {}  # blend and threshold chosen at the latest validation pass
         self._lexical_cache: dict[str, Any] = {}
 
     # --- data ---------------------------------------------------------------------------------------------------
@@ -518,12 +518,16 @@ class RetrievalTask(Task):
         for kind, rows in zip(("hard", "easy"), lexical["fit_rows"]):
             if len(rows):
                 metrics[f"{kind}_recall@1"] = rank_metrics(self.pick(scores, rows))["recall@1"]
-        if split == "val" and metrics[self.monitor] > self._best:  # the loop's best-epoch rule
-            self._best = metrics[self.monitor]
-            self.weights = [float(w) for w in weights]
-            self.similarity_threshold = self.threshold(scores, lexical["same_group"])
-            self.val_report = {k: round(v, 4) for k, v in metrics.items()}
+        if split == "val":  # kept by on_new_best when the loop keeps this epoch's weights
+            self._candidate = {"weights": [float(w) for w in weights], "val": {k: round(v, 4) for k, v in metrics.items()},
+                               "similarity_threshold": self.threshold(scores, lexical["same_group"])}
         return metrics
+
+    def on_new_best(self) -> None:
+        if self._candidate:
+            self.weights = self._candidate["weights"]
+            self.similarity_threshold = self._candidate["similarity_threshold"]
+            self.val_report = self._candidate["val"]
 
     @staticmethod
     def threshold(scores: np.ndarray, same_group: np.ndarray) -> float:
