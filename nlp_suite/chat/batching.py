@@ -5,11 +5,31 @@ import logging
 import queue
 import threading
 from concurrent.futures import Future
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 log = logging.getLogger(__name__)
+
+
+def take_batch(inbox: queue.Queue, limit: int, size: Callable[[Any], int] = lambda item: 1) -> list | None:
+    """The next item of `inbox` plus those already waiting, up to `limit` (summed `size`); None at the None sentinel,
+    which is put back after a partial batch so the worker stops once that batch is done."""
+    first = inbox.get()
+    if first is None:
+        return None
+    batch, total = [first], size(first)
+    while total < limit:
+        try:
+            item = inbox.get_nowait()
+        except queue.Empty:
+            break
+        if item is None:
+            inbox.put(None)
+            break
+        batch.append(item)
+        total += size(item)
+    return batch
 
 
 class MicroBatcher:
@@ -48,26 +68,8 @@ class MicroBatcher:
         self._inbox.put(None)
         self._worker.join(timeout=10)
 
-    def _take_batch(self) -> list[tuple[list[str], Future]] | None:
-        """The next request plus those already waiting, up to max_batch texts; None after close()."""
-        first = self._inbox.get()
-        if first is None:
-            return None
-        batch, size = [first], len(first[0])
-        while size < self.max_batch:
-            try:
-                item = self._inbox.get_nowait()
-            except queue.Empty:
-                break
-            if item is None:
-                self._inbox.put(None)  # close after this batch
-                break
-            batch.append(item)
-            size += len(item[0])
-        return batch
-
     def _run(self) -> None:
-        while (batch := self._take_batch()) is not None:
+        while (batch := take_batch(self._inbox, self.max_batch, size=lambda request: len(request[0]))) is not None:
             texts = [text for request, _ in batch for text in request]
             try:
                 probabilities = np.asarray(self.predictor.predict_proba(texts))

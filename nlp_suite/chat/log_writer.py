@@ -18,6 +18,7 @@ import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
+from nlp_suite.chat.batching import take_batch
 from nlp_suite.storage.models import ChatMessage, ChatSession
 from nlp_suite.storage.session import insert_ignoring_conflicts, session_scope
 
@@ -68,25 +69,8 @@ class ChatLogWriter:
             self._inbox.put(None)
         self._worker.join(timeout=timeout)
 
-    def _take_batch(self) -> list[LoggedTurn] | None:
-        """The next turn plus those already waiting (up to max_batch); None once closed and drained."""
-        first = self._inbox.get()
-        if first is None:
-            return None
-        batch = [first]
-        while len(batch) < self.max_batch:
-            try:
-                item = self._inbox.get_nowait()
-            except queue.Empty:
-                break
-            if item is None:
-                self._inbox.put(None)  # stop after this batch
-                break
-            batch.append(item)
-        return batch
-
     def _run(self) -> None:
-        while (batch := self._take_batch()) is not None:
+        while (batch := take_batch(self._inbox, self.max_batch)) is not None:
             try:
                 ids = self._write(batch)
             except Exception:  # noqa: BLE001 - retried turn by turn below, so one bad turn loses only itself
