@@ -16,6 +16,10 @@ STAGES = {
     "pretrain": ("flows.train", "train", "Pretrain the shared encoder as a language model on unlabelled text "
                  "(task=lm model=lstm_lm train=pretrain; resumable)."),
     "train": ("flows.train", "train", "Train the configured task (task=sentiment|reply|recommend) and register it."),
+    "finetune": ("flows.train", "train", "ULMFiT-style fine-tuning of the active pretrained LM for the configured "
+                 "task (train=finetune model.pretrained=active: discriminative lr, gradual unfreezing)."),
+    "distill": ("flows.train", "train", "Train the configured task as a student of a fine-tuned MiniLM teacher "
+                "(distill=minilm; extra [peer]): soft targets on labelled + unlabelled transfer texts."),
     "score": ("flows.score", "score", "Score unscored documents with the active sentiment model."),
     "alerts": ("flows.alerts", "alerts", "Raise negative-spike alerts per watched entity."),
     "recommend": ("flows.recommend", "recommend", "Write top-K recommendations for every user."),
@@ -23,7 +27,9 @@ STAGES = {
                "replay.speed=N): ingest, score and alert step by step; list the alerts raised."),
 }
 
-PRESETS = {"pretrain": ["task=lm", "model=lstm_lm", "train=pretrain"]}
+PRESETS = {"pretrain": ["task=lm", "model=lstm_lm", "train=pretrain"],
+           "finetune": ["train=finetune", "model.pretrained=active"],
+           "distill": ["distill=minilm"]}
 
 
 def _flow(module: str, name: str) -> Callable:

@@ -74,8 +74,26 @@ def text_folder(folder: Path) -> Iterator[str]:
                 yield re.sub(r"\s+", " ", paragraph).strip()
 
 
+def split_sentences(texts: Iterable[str], min_words: int = 5) -> Iterator[str]:
+    """Sentences of each text (sentencex's rules: abbreviations, decimals), without short fragments and all-caps
+    wire headlines ("NEWS CORP UNIT LOAN TO RISE .")."""
+    from sentencex import segment
+
+    for text in texts:
+        for sentence in segment("en", text):
+            sentence = sentence.strip()
+            words = sentence.split()
+            if len(words) < min_words or sum(w.isupper() for w in words) > 0.6 * len(words):
+                continue
+            yield sentence
+
+
 def read_source(spec: dict[str, Any], shared_root: Path) -> list[str]:
-    """Texts of one configured source: {kind: reuters|lines|csv|faq|dataset|folder, path|name, column}."""
+    """Texts of one configured source: {kind: reuters|lines|csv|faq|dataset|folder, path|name, column}; with
+    `sentences: true` each text is split into sentences (`min_words`, default 5, drops fragments)."""
+    if spec.get("sentences"):
+        whole = {key: value for key, value in spec.items() if key not in ("sentences", "min_words")}
+        return list(split_sentences(read_source(whole, shared_root), int(spec.get("min_words", 5))))
     kind = spec.get("kind")
     if kind == "dataset":
         return list(dataset_train_texts(spec["name"], shared_root))
@@ -95,18 +113,20 @@ def read_corpus(specs: Iterable[dict[str, Any]], shared_root: Path, *, required:
     """All texts of the sources that exist, exact duplicates removed; missing optional sources are skipped."""
     texts, counts, seen = [], {}, set()
     for spec in specs:
-        label = spec.get("name") or str(spec.get("path"))
+        label = (spec.get("name") or str(spec.get("path"))) + (f"[{spec['column']}]" if spec.get("column") else "") \
+            + (" (sentences)" if spec.get("sentences") else "")
         try:
             found = read_source(dict(spec), shared_root)
         except FileNotFoundError as error:
             if required or spec.get("required"):
                 raise
-            log.warning("skipping pretraining source: %s", error)
+            log.warning("skipping text source: %s", error)
             continue
         fresh = [t for t in found if not (t in seen or seen.add(t))]
         counts[label] = len(fresh)
         texts.extend(fresh)
-        log.info("pretraining source %s: %d texts (%d duplicates dropped)", label, len(fresh), len(found) - len(fresh))
+        log.info("text source %s: %d texts (%d duplicates dropped)", label, len(fresh), len(found) - len(fresh))
     if not texts:
-        raise ValueError("no pretraining text found: check task.sources and paths.shared_data")
+        raise ValueError("no text found in the configured sources (task.sources or distill.transfer); check "
+                         "paths.shared_data")
     return texts, counts

