@@ -52,6 +52,7 @@ class TransformerTeacherConfig:
     warmup: float = 0.1  # share of steps spent warming up
     weight_decay: float = 0.01  # AdamW
     seed: int = 0  # head initialisation and shuffling
+    length_buckets: bool = True  # batches of similar length (as the LSTM's), so little compute goes to padding
     progress: bool = True  # tqdm bars
 
 
@@ -138,12 +139,10 @@ class TransformerTeacher(nn.Module):
         best, best_state, history, start = -1.0, None, [], time.perf_counter()
         for epoch in range(1, config.epochs + 1):
             self.train()
-            order = torch.randperm(len(texts), generator=generator).tolist()
             losses = []
-            bar = tqdm(range(0, len(texts), config.batch_size), desc=f"teacher epoch {epoch}/{config.epochs}",
-                       unit="batch", leave=False, disable=not config.progress)
-            for batch_start in bar:
-                rows = order[batch_start:batch_start + config.batch_size]
+            bar = tqdm(self.batches(texts, generator), total=steps_per_epoch, desc=f"teacher epoch {epoch}/"
+                       f"{config.epochs}", unit="batch", leave=False, disable=not config.progress)
+            for rows in bar:
                 loss = F.cross_entropy(self([texts[i] for i in rows]), targets[rows].to(self.device))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -163,6 +162,16 @@ class TransformerTeacher(nn.Module):
         self.report = {"history": history, "best_val": max(history, key=lambda row: row["macro_f1"]),
                        "train_seconds": round(time.perf_counter() - start, 1), "train_rows": len(texts)}
         return self.report
+
+    def batches(self, texts: Sequence[str], generator: torch.Generator) -> list[list[int]]:
+        """Shuffled row batches of one epoch; length-bucketed (by characters) unless `length_buckets` is off."""
+        if not self.config.length_buckets:
+            order = torch.randperm(len(texts), generator=generator).tolist()
+            return [order[i:i + self.config.batch_size] for i in range(0, len(texts), self.config.batch_size)]
+        from nlp_suite.text.batching import bucketed_batches
+
+        return bucketed_batches([len(text) for text in texts], self.config.batch_size, shuffle=True,
+                                generator=generator)
 
     def save(self, directory: Path, identity: str) -> None:
         """teacher.safetensors + teacher.json (labels, settings, identity, sha256 of the weights)."""
