@@ -24,8 +24,10 @@ chooses anything.
 
 Cost columns: wall seconds of `train(cfg)` (tokenizer + fit + checkpoint), parameters, training tokens/s
 (real tokens only, as `fit` counts them), and the pad-waste share of the training split's length-bucketed
-batches. Efficiency = our loop's tokens/s / a bare ``nn.LSTM`` forward+backward on the same shapes (batch size
-x mean padded length), timed in the same run on the same device.
+batches. Efficiency = our loop's training steps in padded positions/s (what a bare LSTM on the same shapes
+counts; padding is reported apart as pad waste) / a bare ``nn.LSTM`` forward+backward at batch size x that
+epoch's mean padded length, timed right after each epoch (the machine's speed drifts over minutes); the median
+over epochs, and the same with each epoch's validation pass counted in.
 
 Writes ``<out>/accuracy.md`` and ``<out>/accuracy.json``.
 """
@@ -261,6 +263,8 @@ def run_ours(name: str, dataset, overrides: Sequence[str], shared: str, bare_sec
     """train(cfg) on the injected splits in a temporary paths.var; test metrics from the saved checkpoint."""
     import torch
 
+    from omegaconf import OmegaConf
+
     from nlp_suite.config import db_url, load_config
     from nlp_suite.storage import migrate
     from nlp_suite.tasks.classification import TextClassifier
@@ -273,10 +277,13 @@ def run_ours(name: str, dataset, overrides: Sequence[str], shared: str, bare_sec
         cfg = load_config(lstm_overrides(name, var, shared, overrides))
         migrate.upgrade(db_url(cfg))
         device = resolve_device(str(cfg.train.device))
+        fit = fit_config(cfg)
+        probe = EpochProbe(dict(OmegaConf.to_container(cfg.model, resolve=True)), fit.batch_size, device,
+                           bare_seconds)
         with injected_splits(dataset):
             start = time.perf_counter()
-            result = train(cfg)
-            wall = time.perf_counter() - start
+            result = train(cfg, on_epoch_end=probe)
+            wall = time.perf_counter() - start - probe.seconds
         loaded = load_checkpoint(Path(result.path), device=device)
         distillation = loaded.manifest.get("distillation") or {}
         trained_on = distillation.get("labelled_fingerprint") or loaded.manifest.get("data_fingerprint")
@@ -291,7 +298,6 @@ def run_ours(name: str, dataset, overrides: Sequence[str], shared: str, bare_sec
         predict_seconds = time.perf_counter() - start
         metrics = evaluate_proba(name, labels, proba_val, dataset["val"].labels, proba_test, dataset["test"].labels)
 
-        fit = fit_config(cfg)
         lengths = [len(ids) for ids in loaded.tokenizer.encode(list(dataset["train"].texts), loaded.max_len)]
         batches = bucketed_batches(lengths, fit.batch_size, shuffle=True,
                                    generator=torch.Generator().manual_seed(int(cfg.seed)))
@@ -299,10 +305,8 @@ def run_ours(name: str, dataset, overrides: Sequence[str], shared: str, bare_sec
         encoder = dict(loaded.manifest["encoder"])
         tokens_per_second = float(result.metrics.get("tokens_per_second", 0.0))
         length = max(1, round(mean_padded))
-        bare = bare_lstm_tokens_per_second(encoder, fit.batch_size, length, device, bare_seconds)
-        # Where the gap is: our model (embedding, packing, both stacks, head) fwd+bwd alone on the same shapes.
-        whole = model_tokens_per_second(loaded.model, len(labels), encoder["vocab_size"], fit.batch_size, length,
-                                        device, bare_seconds)
+        # Where the gap is: our model (embedding, both stacks, head) fwd+bwd alone vs the bare LSTM, alternated.
+        split = model_vs_bare(loaded.model, len(labels), encoder, fit.batch_size, length, device, bare_seconds)
         return {
             **metrics,
             "reported_test_accuracy": result.metrics.get("test_accuracy"),
@@ -315,12 +319,7 @@ def run_ours(name: str, dataset, overrides: Sequence[str], shared: str, bare_sec
             "pad_waste": pad_waste(batches, lengths), "batch_size": fit.batch_size,
             "mean_padded_length": round(mean_padded, 2), "encoder": encoder, "max_len": loaded.max_len,
             "device": str(device), "distillation": summarize_distillation(distillation),
-            "efficiency": {"ours_tokens_per_second": tokens_per_second, "bare_tokens_per_second": bare["tokens_per_second"],
-                           "ratio": tokens_per_second / bare["tokens_per_second"] if bare["tokens_per_second"] else None,
-                           "shape": bare["shape"], "bare_steps": bare["steps"],
-                           "model_fwd_bwd_tokens_per_second": whole["tokens_per_second"],
-                           "model_vs_bare": whole["tokens_per_second"] / bare["tokens_per_second"],
-                           "loop_vs_model": tokens_per_second / whole["tokens_per_second"]},
+            "efficiency": {**probe.summary(), **split},
         }
 
 
@@ -358,47 +357,99 @@ def timed_steps(step, device, seconds: float) -> tuple[int, float]:
     return steps, time.perf_counter() - start
 
 
-def model_tokens_per_second(model, classes: int, vocab_size: int, batch_size: int, length: int, device,
-                            seconds: float) -> dict[str, Any]:
-    """Our whole model (train mode) forward + cross-entropy + backward on random full-length (B, T) ids: B*T/s."""
+class BareLSTM:
+    """A bare nn.LSTM/GRU (same embed/hidden/layers/direction as ours) forward+backward on random (B, T, E) input."""
+
+    def __init__(self, encoder: dict[str, Any], batch_size: int, device):
+        import torch
+        from torch import nn
+
+        rnn_class = nn.GRU if encoder.get("rnn") == "gru" else nn.LSTM
+        torch.manual_seed(0)
+        self.rnn = rnn_class(encoder["embed_dim"], encoder["hidden_dim"], num_layers=encoder["num_layers"],
+                             batch_first=True, bidirectional=encoder["bidirectional"]).to(device)
+        self.embed_dim, self.batch_size, self.device = encoder["embed_dim"], batch_size, device
+
+    def tokens_per_second(self, length: int, seconds: float) -> float:
+        """B*T positions per second at (batch_size, length)."""
+        import torch
+
+        x = torch.randn(self.batch_size, length, self.embed_dim, device=self.device)
+
+        def step() -> None:
+            self.rnn.zero_grad(set_to_none=True)
+            out, _ = self.rnn(x)
+            out.sum().backward()
+
+        steps, elapsed = timed_steps(step, self.device, seconds)
+        return self.batch_size * length * steps / elapsed
+
+
+class EpochProbe:
+    """`train(cfg, on_epoch_end=...)` hook: times the bare LSTM right after each epoch at that epoch's shape.
+
+    The machines this runs on drift in speed by up to 2x over minutes (shared cores), so a bare rate timed once
+    after training can belong to a faster or slower machine than the loop saw. Pairing each epoch with a bare
+    timing taken seconds later and taking the median of the per-epoch ratios keeps both sides on one machine.
+    """
+
+    def __init__(self, encoder: dict[str, Any], batch_size: int, device, seconds_per_epoch: float):
+        self.encoder, self.batch_size, self.device = encoder, batch_size, device
+        self.seconds_per_epoch = seconds_per_epoch
+        self.bare: BareLSTM | None = None
+        self.epochs: list[dict[str, Any]] = []
+        self.seconds = 0.0  # spent in the probe (the loop's own timings already leave it out)
+
+    def __call__(self, row: dict[str, float]) -> None:
+        start = time.perf_counter()
+        if self.bare is None:
+            self.bare = BareLSTM(self.encoder, self.batch_size, self.device)
+        length = max(1, round(row["mean_padded_length"]))
+        bare = self.bare.tokens_per_second(length, self.seconds_per_epoch)
+        positions = row["train_positions_per_second"]
+        with_val = positions * row["train_seconds"] / (row["train_seconds"] + row["val_seconds"])
+        self.epochs.append({"epoch": row["epoch"], "length": length, "loop_positions_per_second": positions,
+                            "loop_tokens_per_second": row["train_tokens_per_second"], "bare_tokens_per_second": bare,
+                            "ratio": positions / bare, "ratio_with_validation": with_val / bare})
+        self.seconds += time.perf_counter() - start
+
+    def summary(self) -> dict[str, Any]:
+        """Median per-epoch ratios (training steps; and with each epoch's validation pass counted in)."""
+        if not self.epochs:
+            return {"ratio": None}
+        median = lambda key: float(np.median([e[key] for e in self.epochs]))  # noqa: E731
+        return {"ratio": median("ratio"), "ratio_with_validation": median("ratio_with_validation"),
+                "ours_tokens_per_second": median("loop_positions_per_second"),
+                "ours_real_tokens_per_second": median("loop_tokens_per_second"),
+                "bare_tokens_per_second": median("bare_tokens_per_second"),
+                "shape": [self.batch_size, int(np.median([e["length"] for e in self.epochs]))],
+                "per_epoch": self.epochs}
+
+
+def model_vs_bare(model, classes: int, encoder: dict[str, Any], batch_size: int, length: int, device,
+                  seconds: float, rounds: int = 3) -> dict[str, Any]:
+    """Our whole model's fwd+bwd (train mode, random full-length ids) over the bare LSTM's, timed alternately."""
     import torch
     from torch.nn import functional as F
 
     generator = torch.Generator().manual_seed(0)
-    ids = torch.randint(1, max(2, vocab_size), (batch_size, length), generator=generator).to(device)
+    ids = torch.randint(1, max(2, encoder["vocab_size"]), (batch_size, length), generator=generator).to(device)
     lengths = torch.full((batch_size,), length, dtype=torch.long).to(device)
     targets = torch.randint(0, classes, (batch_size,), generator=generator).to(device)
-    model.train()
+    bare = BareLSTM(encoder, batch_size, device)
 
     def step() -> None:
         model.zero_grad(set_to_none=True)
         F.cross_entropy(model(ids, lengths), targets).backward()
 
-    steps, elapsed = timed_steps(step, device, seconds)
+    model.train()
+    ratios, rates = [], []
+    for _ in range(rounds):
+        steps, elapsed = timed_steps(step, device, seconds / rounds)
+        rates.append(batch_size * length * steps / elapsed)
+        ratios.append(rates[-1] / bare.tokens_per_second(length, seconds / rounds))
     model.eval()
-    return {"tokens_per_second": batch_size * length * steps / elapsed, "steps": steps}
-
-
-def bare_lstm_tokens_per_second(encoder: dict[str, Any], batch_size: int, length: int, device, seconds: float
-                                ) -> dict[str, Any]:
-    """A bare nn.LSTM (same embed/hidden/layers/direction) forward+backward on random (B, T, E) input: B*T/s."""
-    import torch
-    from torch import nn
-
-    rnn_class = nn.GRU if encoder.get("rnn") == "gru" else nn.LSTM
-    torch.manual_seed(0)
-    rnn = rnn_class(encoder["embed_dim"], encoder["hidden_dim"], num_layers=encoder["num_layers"], batch_first=True,
-                    bidirectional=encoder["bidirectional"]).to(device)
-    x = torch.randn(batch_size, length, encoder["embed_dim"], device=device)
-
-    def step() -> None:
-        rnn.zero_grad(set_to_none=True)
-        out, _ = rnn(x)
-        out.sum().backward()
-
-    steps, elapsed = timed_steps(step, device, seconds)
-    return {"tokens_per_second": batch_size * length * steps / elapsed, "shape": [batch_size, length],
-            "steps": steps}
+    return {"model_fwd_bwd_tokens_per_second": float(np.median(rates)), "model_vs_bare": float(np.median(ratios))}
 
 
 # -------------------------------------------------------------------------------------------------- peer
@@ -502,11 +553,11 @@ def efficiency_lines(results: dict[str, dict[str, Any]]) -> tuple[list[str], flo
             continue
         ratios.append(eff["ratio"])
         b, t = eff["shape"]
-        split = (f"; our model fwd+bwd alone {eff['model_fwd_bwd_tokens_per_second']:,.0f} tokens/s: model/bare "
-                 f"{eff['model_vs_bare']:.2f}, loop/model {eff['loop_vs_model']:.2f}"
-                 if "model_vs_bare" in eff else "")
-        lines.append(f"{name}: {eff['ours_tokens_per_second']:,.0f} / {eff['bare_tokens_per_second']:,.0f} tokens/s "
-                     f"(bare B={b} x T={t}) = {eff['ratio']:.2f}{split}")
+        split = (f"; with validation {eff['ratio_with_validation']:.2f}" if "ratio_with_validation" in eff else "")
+        split += (f"; our model fwd+bwd alone / bare {eff['model_vs_bare']:.2f}" if "model_vs_bare" in eff else "")
+        lines.append(f"{name}: {eff['ours_tokens_per_second']:,.0f} / {eff['bare_tokens_per_second']:,.0f} positions/s "
+                     f"(bare B={b} x T={t}; medians over epochs, each paired with a bare timing) = "
+                     f"{eff['ratio']:.2f}{split}")
     overall = float(np.exp(np.mean(np.log(ratios)))) if ratios else None
     return lines, overall
 
@@ -644,7 +695,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="fine-tuned teachers and their labellings, reused by later runs")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"), help="folder for accuracy.md/.json")
     parser.add_argument("--shared-data", default=None, help="datasets root (default: config paths.shared_data)")
-    parser.add_argument("--bare-seconds", type=float, default=None, help="timing of the bare LSTM (default 5, quick 1)")
+    parser.add_argument("--bare-seconds", type=float, default=None, help="seconds of bare-LSTM timing after each epoch, and of the model-vs-bare split (default 2, quick 0.3)")
     parser.add_argument("--merge", nargs="+", metavar="JSON", default=None,
                         help="train nothing: combine accuracy.json files of earlier runs (later ones win per dataset) "
                              "into one table in --out")
@@ -672,7 +723,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     overrides = [*(QUICK_OVERRIDES if args.quick else []), *args.overrides]
     limit = args.limit if args.limit is not None else (QUICK_LIMIT if args.quick else None)
-    bare_seconds = args.bare_seconds if args.bare_seconds is not None else (1.0 if args.quick else 5.0)
+    bare_seconds = args.bare_seconds if args.bare_seconds is not None else (0.3 if args.quick else 2.0)
     base = load_config(overrides)
     shared = str(Path(args.shared_data).resolve()) if args.shared_data else str(base.paths.shared_data)
     device = resolve_device(str(base.train.device))

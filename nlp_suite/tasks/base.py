@@ -62,3 +62,11 @@ class Task(ABC):
     def tokens_in_batch(self, batch: dict[str, torch.Tensor]) -> int:
         """Real (non-pad) tokens in a batch, for throughput figures."""
         return int(batch["lengths"].sum()) if "lengths" in batch else 0
+
+    def positions_in_batch(self, batch: dict[str, torch.Tensor]) -> int:
+        """Token positions the encoder ran over, padding included: what a bare LSTM on the same shapes counts."""
+        return sum(int(value.numel()) for key, value in batch.items() if key == "ids" or key.endswith("_ids"))
+
+    def sequences_in_batch(self, batch: dict[str, torch.Tensor]) -> int:
+        """Sequences the encoder ran over (one length each), for the mean padded length of an epoch."""
+        return sum(int(value.numel()) for key, value in batch.items() if key == "lengths" or key.endswith("_lengths"))

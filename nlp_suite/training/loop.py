@@ -13,7 +13,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -110,8 +110,17 @@ def set_encoder_frozen(model: nn.Module, frozen: bool) -> float:
     return sum(p.numel() for p in model.parameters() if p.requires_grad) / max(total, 1)
 
 
-def fit(model: nn.Module, task: Task, config: FitConfig) -> FitResult:
-    """Train `model` on the task's prepared 'train' split, keep the weights of the best 'val' epoch."""
+EpochHook = Callable[[dict[str, float]], None]
+
+
+def fit(model: nn.Module, task: Task, config: FitConfig, on_epoch_end: EpochHook | None = None) -> FitResult:
+    """Train `model` on the task's prepared 'train' split, keep the weights of the best 'val' epoch.
+
+    Each history row also times the epoch's training steps alone (`train_seconds`, real tokens/s and padded
+    positions/s) and its validation (`val_seconds`). `on_epoch_end(row)` runs after each epoch, outside all
+    timings (the benchmark times a bare LSTM there, so both rates come from the same minutes of a machine
+    whose speed drifts).
+    """
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     device = resolve_device(config.device)
@@ -139,7 +148,7 @@ def fit(model: nn.Module, task: Task, config: FitConfig) -> FitResult:
         torch.set_rng_state(pieces["torch_rng"])
         best_state = pieces["best"]
         log.info("%s: resuming at epoch %d, step %d", task.name, point.epoch, point.step_in_epoch)
-    start, trainable = time.perf_counter(), 1.0
+    start, trainable, hook_seconds = time.perf_counter(), 1.0, 0.0
     for epoch in range(point.epoch, config.epochs + 1):
         frozen = config.freeze_encoder_epochs < 0 or epoch <= config.freeze_encoder_epochs
         trainable = set_encoder_frozen(model, frozen)
@@ -147,6 +156,7 @@ def fit(model: nn.Module, task: Task, config: FitConfig) -> FitResult:
         batches = task.batches("train", config.batch_size, shuffle=True, generator=generator)
         model.train()
         total_loss, batches_run = torch.zeros((), device=device), 0
+        epoch_tokens, epoch_positions, epoch_sequences, epoch_start = 0, 0, 0, time.perf_counter()
         bar = tqdm(batches, total=steps_per_epoch, desc=f"{task.name} epoch {epoch}/{config.epochs}", leave=False,
                    disable=not config.progress, unit="batch")
         for step, batch in enumerate(bar):
@@ -165,7 +175,11 @@ def fit(model: nn.Module, task: Task, config: FitConfig) -> FitResult:
                 scheduler.step()
             total_loss += loss.detach()  # no .item() per step: keeps CUDA asynchronous
             batches_run += 1
-            point.tokens += task.tokens_in_batch(batch)
+            tokens = task.tokens_in_batch(batch)
+            point.tokens += tokens
+            epoch_tokens += tokens
+            epoch_positions += task.positions_in_batch(batch)
+            epoch_sequences += task.sequences_in_batch(batch)
             point.global_step += 1
             if config.progress and step % 20 == 0:
                 bar.set_postfix(loss=f"{float(total_loss) / batches_run:.3f}", refresh=False)
@@ -173,8 +187,14 @@ def fit(model: nn.Module, task: Task, config: FitConfig) -> FitResult:
                 point.epoch, point.step_in_epoch = epoch, step + 1
                 save_resume(Path(config.resume_dir), point, model, optimizer, scheduler, epoch_generator_state,
                             best_state)
+        train_seconds = time.perf_counter() - epoch_start
         metrics = task.evaluate(model, "val")
-        row = {"epoch": epoch, "train_loss": float(total_loss) / max(batches_run, 1), **metrics}
+        row = {"epoch": epoch, "train_loss": float(total_loss) / max(batches_run, 1), **metrics,
+               "train_seconds": round(train_seconds, 3),
+               "val_seconds": round(time.perf_counter() - epoch_start - train_seconds, 3),
+               "train_tokens_per_second": round(epoch_tokens / train_seconds, 1) if train_seconds else 0.0,
+               "train_positions_per_second": round(epoch_positions / train_seconds, 1) if train_seconds else 0.0,
+               "mean_padded_length": round(epoch_positions / epoch_sequences, 2) if epoch_sequences else 0.0}
         point.step_in_epoch = 0
         point.history.append(row)
         log.info("%s epoch %d: %s", task.name, epoch, ", ".join(f"{k}={v:.4f}" for k, v in row.items()))
@@ -188,6 +208,10 @@ def fit(model: nn.Module, task: Task, config: FitConfig) -> FitResult:
         if config.resume_dir:
             point.epoch = epoch + 1
             save_resume(Path(config.resume_dir), point, model, optimizer, scheduler, generator.get_state(), best_state)
+        if on_epoch_end is not None:
+            hook_start = time.perf_counter()
+            on_epoch_end(row)
+            hook_seconds += time.perf_counter() - hook_start
         if point.stale >= config.patience:
             log.info("%s: early stop after epoch %d (best %d)", task.name, epoch, point.best_epoch)
             break
@@ -197,7 +221,7 @@ def fit(model: nn.Module, task: Task, config: FitConfig) -> FitResult:
     model.eval()
     if config.resume_dir:
         clear_resume(Path(config.resume_dir))
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - start - hook_seconds
     return FitResult(history=point.history, best_epoch=point.best_epoch, best_metrics=point.best_metrics,
                      seconds=seconds, tokens_per_second=point.tokens / seconds if seconds else 0.0,
                      trainable_share=trainable)

@@ -19,7 +19,7 @@ from nlp_suite.tasks.base import Task
 from nlp_suite.text.tokenizer import TextTokenizer
 from nlp_suite.training import registry
 from nlp_suite.training.checkpoint import load_checkpoint, save_checkpoint
-from nlp_suite.training.loop import FitConfig, fit
+from nlp_suite.training.loop import EpochHook, FitConfig, fit
 from nlp_suite.training.plots import save_training_curve
 
 log = logging.getLogger(__name__)
@@ -91,8 +91,11 @@ def pretrained_encoder(cfg: DictConfig) -> tuple[Encoder, TextTokenizer, str] | 
     return encoder, loaded.tokenizer, str(source)
 
 
-def train(cfg: DictConfig) -> TrainResult:
-    """Load data, get a tokenizer and encoder (pretrained or new), fit the head, save, register, gate promotion."""
+def train(cfg: DictConfig, on_epoch_end: EpochHook | None = None) -> TrainResult:
+    """Load data, get a tokenizer and encoder (pretrained or new), fit the head, save, register, gate promotion.
+
+    `on_epoch_end` goes to `fit` (called with each epoch's history row, outside the timings).
+    """
     torch.manual_seed(cfg.seed)
     task, params = build_task(cfg)
     data = task.load_data(cfg)
@@ -117,7 +120,7 @@ def train(cfg: DictConfig) -> TrainResult:
     fit_cfg = fit_config(cfg)
     if fit_cfg.resume_dir is None and cfg.train.get("resumable"):
         fit_cfg.resume_dir = str(Path(cfg.paths.var) / "resume" / task.name)
-    result = fit(model, task, fit_cfg)
+    result = fit(model, task, fit_cfg, on_epoch_end)
 
     if "test" in getattr(task, "splits", {}):  # reported only; never used for selection
         test_metrics = {f"test_{k}": v for k, v in task.evaluate(model, "test").items()}

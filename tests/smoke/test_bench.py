@@ -43,7 +43,12 @@ def test_quick_benchmark_prints_anchors_and_writes_json(tmp_path):
         assert 0.0 <= found[method]["macro_f1"] <= 1.0
     ours = found["ours"]
     assert ours["parameters"] > 0 and ours["tokens_per_second"] > 0 and 0.0 <= ours["pad_waste"] < 1.0
-    assert ours["efficiency"]["ratio"] > 0
+    efficiency = ours["efficiency"]
+    assert efficiency["ratio"] > 0 and efficiency["model_vs_bare"] > 0
+    # one bare timing per epoch, taken right after it at that epoch's shape (the machine's speed drifts)
+    assert [e["epoch"] for e in efficiency["per_epoch"]] == list(range(1, ours["epochs_run"] + 1))
+    assert all(e["bare_tokens_per_second"] > 0 and e["ratio_with_validation"] <= e["ratio"]
+               for e in efficiency["per_epoch"])
     assert found["peer"] == {"skipped": "disabled (--no-peer)"}
     assert found["rows"]["train"] <= 400  # --quick limits the training rows
     # test metrics are the ones train(cfg) reported on the same split (no re-selection on test)

@@ -109,3 +109,25 @@ def test_unknown_label_and_missing_file_are_clear_errors(cfg_factory, tmp_path):
         train(cfg_factory(f"data.sentiment.path={bad}"))
     with pytest.raises(FileNotFoundError, match="data.sentiment.path"):
         train(cfg_factory(f"data.sentiment.path={tmp_path / 'nope.csv'}"))
+
+
+def test_epoch_rows_time_training_and_validation_and_the_hook_stays_outside(cfg_factory):
+    import time
+
+    seen = []
+
+    def hook(row):
+        seen.append(dict(row))
+        time.sleep(0.3)  # e.g. the benchmark timing a bare LSTM; must not count as training time
+
+    start = time.perf_counter()
+    result = train(cfg_factory(), on_epoch_end=hook)
+    wall = time.perf_counter() - start
+    assert [row["epoch"] for row in seen] == [row["epoch"] for row in result.history] == [1, 2, 3]
+    for row in result.history:
+        assert row["train_seconds"] > 0 and row["val_seconds"] > 0
+        # padded positions >= real tokens; both per second of training steps only
+        assert row["train_positions_per_second"] >= row["train_tokens_per_second"] > 0
+        assert 1 <= row["mean_padded_length"] <= 64
+    assert result.seconds <= wall - 0.9 * 0.3 * len(seen)
+    assert result.seconds >= sum(row["train_seconds"] + row["val_seconds"] for row in result.history)
