@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from nlp_suite.chat.knowledge import KnowledgeBase  # noqa: E402
+from nlp_suite.chat.selection import RERANK_HITS  # noqa: E402
 from nlp_suite.chat.service import FALLBACK_TEXT, ReplyService, load_retriever  # noqa: E402
 from nlp_suite.config import load_config  # noqa: E402
 from nlp_suite.tasks.reply import reply_utility, tune_thresholds  # noqa: E402
@@ -149,9 +150,13 @@ def test_service_intent_prior_tells_apart_answers_the_text_cannot(trained, tmp_p
 
     prior = service(kb, 5.0)
     for question, intent in (("I forgot my password and need to reset it", "reset_password"),
-                             ("please close my account for good", "close_account")):
+                             ("I want to close my account", "close_account")):
         assert classifier.predict([question])[0][0] == intent
         reply = prior.reply(None, question)
+        # Precondition: the shared passage is among the hits the prior re-ranks (this tiny retriever put it 6th for
+        # "please close my account for good" after a dependency update, where the top-5 cut dropped one of the tie).
+        top = [prior.kb.intents[hit.index] for hit in prior.retriever.search(question, k=RERANK_HITS)]
+        assert "reset_password" in top or "close_account" in top, (question, top)
         assert (reply.kind, reply.kb_entry, reply.text) == ("answer", intent, shared)
         scores = {prior.kb.intents[hit.index]: hit.score for hit in prior.retriever.search(question, k=len(faq))}
         assert scores["reset_password"] == pytest.approx(scores["close_account"], abs=1e-4)  # same text, same score
