@@ -181,12 +181,6 @@ class MultiTask(Task):
     def tokens_in_batch(self, batch: dict[str, torch.Tensor]) -> int:
         return self.subtasks[self.subtask_of(batch)].tokens_in_batch(batch)
 
-    def positions_in_batch(self, batch: dict[str, torch.Tensor]) -> int:
-        return self.subtasks[self.subtask_of(batch)].positions_in_batch(batch)
-
-    def sequences_in_batch(self, batch: dict[str, torch.Tensor]) -> int:
-        return self.subtasks[self.subtask_of(batch)].sequences_in_batch(batch)
-
     # --- metrics and state ------------------------------------------------------------------------------------
 
     def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
