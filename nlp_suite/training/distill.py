@@ -31,9 +31,11 @@ from nlp_suite.models.teacher import (
     ensemble_log_probs,
     fingerprint,
 )
+from nlp_suite.training.checkpoint import sha256_file
 
 log = logging.getLogger(__name__)
 
+TRANSFORMER_TEACHERS = ("minilm", "mpnet", "local")  # backbones fine-tuned here (models/backbones.py)
 UNLABELLED = -100  # target of a transfer row: cross-entropy ignores it (F.cross_entropy's ignore_index)
 
 
@@ -42,9 +44,10 @@ class DistillConfig:
     """conf/distill/*.yaml."""
 
     enabled: bool = False  # off: plain supervised fine-tuning
-    teacher: str = "minilm"  # minilm (fine-tuned MiniLM-L6, extra [peer]) | checkpoint (models of this suite)
+    teacher: str = "minilm"  # minilm | mpnet | local (fine-tuned transformers, models/backbones.py) | checkpoint
     teacher_paths: list[str] = field(default_factory=list)  # teacher=checkpoint: model folders (several = ensemble)
-    seeds: list[int] = field(default_factory=lambda: [0])  # teacher=minilm: one fine-tuning per seed (ensemble)
+    teacher_dir: str | None = None  # teacher=local: a sentence-transformers folder with model.safetensors
+    seeds: list[int] = field(default_factory=lambda: [0])  # transformer teachers: one fine-tuning per seed (ensemble)
     alpha: float = 0.5  # weight of the soft (KL) term; 1 - alpha goes to cross-entropy on gold labels
     temperature: float = 2.0  # softens both distributions so the teacher's runner-up classes carry information
     transfer: list[dict[str, Any]] = field(default_factory=list)  # unlabelled text sources (data/corpus.py specs)
@@ -60,8 +63,10 @@ class DistillConfig:
         if unknown:
             raise ValueError(f"distill: unknown keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
         config = cls(**values)
-        if config.teacher not in ("minilm", "checkpoint"):
-            raise ValueError(f"distill.teacher={config.teacher!r}: use minilm or checkpoint")
+        if config.teacher not in (*TRANSFORMER_TEACHERS, "checkpoint"):
+            raise ValueError(f"distill.teacher={config.teacher!r}: use minilm, mpnet, local or checkpoint")
+        if config.teacher == "local" and not config.teacher_dir:
+            raise ValueError("distill.teacher=local needs distill.teacher_dir (a sentence-transformers folder)")
         if config.teacher == "checkpoint" and not config.teacher_paths:
             raise ValueError("distill.teacher=checkpoint needs distill.teacher_paths (trained model folders)")
         if not 0.0 <= config.alpha <= 1.0 or config.temperature <= 0:
@@ -110,15 +115,18 @@ def build_teachers(config: DistillConfig, labels: list[str], data: dict[str, Any
     teachers = []
     for seed in config.seeds:
         settings = TransformerTeacherConfig(**{"progress": progress, **config.teacher_train, "seed": int(seed)})
-        teacher = TransformerTeacher(labels, settings, device)
-        identity = fingerprint("minilm", labels, {k: v for k, v in vars(settings).items() if k != "progress"},
+        teacher = TransformerTeacher(labels, settings, device, config.teacher, config.cache_dir, config.teacher_dir)
+        backbone = (config.teacher if config.teacher != "local"  # a local folder is known by its weights
+                    else f"local:{sha256_file(Path(str(config.teacher_dir)) / 'model.safetensors')}")
+        identity = fingerprint(backbone, labels, {k: v for k, v in vars(settings).items() if k != "progress"},
                                list(data["train"][0]), list(data["train"][1]), list(data["val"][0]),
                                list(data["val"][1]))
-        folder = Path(config.cache_dir) / f"minilm-{identity[:16]}"
+        folder = Path(config.cache_dir) / f"{config.teacher}-{identity[:16]}"
         if teacher.load(folder, identity):
             log.info("teacher seed %d: loaded from %s", seed, folder)
         else:
-            log.info("teacher seed %d: fine-tuning MiniLM on %d labelled texts", seed, len(data["train"][0]))
+            log.info("teacher seed %d: fine-tuning %s on %d labelled texts", seed, config.teacher,
+                     len(data["train"][0]))
             teacher.fit(data["train"], data["val"])
             teacher.save(folder, identity)
         teacher.identity = identity

@@ -66,8 +66,10 @@ def test_config_errors_are_specific():
         DistillConfig.from_config({"enabled": True, "temprature": 3})
     with pytest.raises(ValueError, match="needs distill.teacher_paths"):
         DistillConfig.from_config({"enabled": True, "teacher": "checkpoint"})
-    with pytest.raises(ValueError, match="minilm or checkpoint"):
+    with pytest.raises(ValueError, match="minilm, mpnet, local or checkpoint"):
         DistillConfig.from_config({"enabled": True, "teacher": "gpt"})
+    with pytest.raises(ValueError, match="needs distill.teacher_dir"):
+        DistillConfig.from_config({"enabled": True, "teacher": "local"})
     with pytest.raises(ValueError, match="alpha must be in"):
         DistillConfig.from_config({"enabled": True, "alpha": 1.5})
 
