@@ -50,6 +50,7 @@ FEATURES = ("dense", "interaction", "tfidf_word", "tfidf_char", "cover_1", "cove
             "cover_3", "cover_3_head")
 LEXICAL = FEATURES[2:]
 DEFAULT_WEIGHTS = (1.0, 0.1, 0.5, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)  # before validation has chosen any
+TIE_TOLERANCE = 1e-6  # scores this close tie at a search's cut-off (batched float32 encoding differs by ~1e-7)
 MAX_CANDIDATES = 64  # passages each validation question is ranked against (all of them when fewer)
 DISTRACTORS = 9  # per question and kind (same group / other group) for fitting the blend
 
@@ -608,10 +609,17 @@ class Retriever:
         return self.features(queries, candidates) @ self.weights
 
     def search(self, query: str, k: int = 1) -> list[Hit]:
-        """The k best passages by blended score (empty when nothing is indexed)."""
+        """The k best passages by blended score, plus any tied with the k-th (empty when nothing is indexed).
+
+        Ties are kept rather than cut at random: a re-ranker after the search (the chat service's intent prior)
+        must see every passage that scored as well as the last one it was given.
+        """
         if not self.passages:
             return []
         features = self.features([query], np.arange(len(self.passages))[None, :])[0]  # (P, F)
         blended = features @ self.weights
-        order = np.argsort(-blended)[:k]
-        return [Hit(int(i), float(blended[i]), float(features[i, 0])) for i in order]
+        order = np.argsort(-blended, kind="stable")  # (P,) best first; equal scores keep passage order
+        if 0 < k < len(order):
+            cut = blended[order[k - 1]]
+            k += int(np.sum(np.abs(blended[order[k:]] - cut) <= TIE_TOLERANCE))
+        return [Hit(int(i), float(blended[i]), float(features[i, 0])) for i in order[:k]]

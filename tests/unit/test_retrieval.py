@@ -80,6 +80,18 @@ def test_paraphrase_ranks_the_right_passage_first(trained, question, intent):
     assert kb.intents[best[0].index] == intent, [(kb.intents[h.index], h.score) for h in best]
 
 
+def test_search_keeps_passages_tied_with_the_last_hit_in_passage_order(trained):
+    url, kb_path, _, _ = trained
+    retriever = load_retriever(url)
+    same = DOCS["store_hours"][0]
+    retriever.index([DOCS["return_policy"][0], same, "Orders can be cancelled until they ship.", same, same])
+    hits = retriever.search("what time do your stores open", k=2)
+    # The three copies score the same (up to float32 noise of batched encoding): none is cut at random.
+    assert sorted(hit.index for hit in hits) == [1, 3, 4], [(h.index, h.score) for h in hits]
+    assert max(hit.score for hit in hits) - min(hit.score for hit in hits) < 1e-6
+    assert len(retriever.search("what time do your stores open", k=5)) == 5
+
+
 def test_service_answers_a_question_outside_the_intents_from_the_retrieved_passage(trained):
     url, kb_path, classifier, _ = trained
     service = ReplyService(classifier, KnowledgeBase(kb_path), url, retriever=load_retriever(url))
