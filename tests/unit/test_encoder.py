@@ -88,6 +88,13 @@ def test_reverse_padded_reverses_within_length_only():
 
     x = torch.tensor([[1, 2, 3, 0], [4, 5, 0, 0]])[:, :, None]
     assert reverse_padded(x, torch.tensor([3, 2]))[:, :, 0].tolist() == [[3, 2, 1, 0], [5, 4, 0, 0]]
+    # Float states with gradients: reversing twice is the identity and every position gets its gradient back.
+    states = torch.randn(3, 5, 4, requires_grad=True)
+    lengths = torch.tensor([5, 2, 4])
+    twice = reverse_padded(reverse_padded(states, lengths), lengths)
+    assert torch.equal(twice, states)
+    (twice * 3).sum().backward()
+    assert torch.equal(states.grad, torch.full_like(states, 3.0))
 
 
 def test_each_direction_only_sees_its_own_side_even_when_stacked():
