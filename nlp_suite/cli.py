@@ -18,8 +18,9 @@ STAGES = {
     "train": ("flows.train", "train", "Train the configured task (task=sentiment|reply|recommend) and register it."),
     "finetune": ("flows.train", "train", "ULMFiT-style fine-tuning of the active pretrained LM for the configured "
                  "task (train=finetune model.pretrained=active: discriminative lr, gradual unfreezing)."),
-    "distill": ("flows.train", "train", "Train the configured task as a student of a fine-tuned MiniLM teacher "
-                "(distill=minilm; extra [peer]): soft targets on labelled + unlabelled transfer texts."),
+    "distill": ("flows.train", "train", "Train the configured task as a student of a fine-tuned transformer "
+                "teacher (distill=minilm, extra [peer]; distill=mpnet, stronger, extra [teacher-mpnet]): soft "
+                "targets on labelled + unlabelled transfer texts."),
     "score": ("flows.score", "score", "Score unscored documents with the active sentiment model."),
     "alerts": ("flows.alerts", "alerts", "Raise negative-spike alerts per watched entity."),
     "recommend": ("flows.recommend", "recommend", "Write top-K recommendations for every user."),

@@ -39,7 +39,7 @@ class TextClassificationTask(Task):
         self.head_hidden = head_hidden
         self.head_dropout = head_dropout
         self.splits: dict[str, dict[str, Any]] = {}
-        self.distillation: tuple[float, float] | None = None  # (alpha, temperature) when train has soft targets
+        self.distillation: tuple[float, float, str] | None = None  # (alpha, temperature, loss) with soft targets
 
     def labelled_data(self, texts: list[str], labels: list[str], val_fraction: float, seed: int) -> dict[str, Any]:
         """Check labels against the label set and split."""

@@ -36,6 +36,7 @@ from nlp_suite.training.checkpoint import sha256_file
 log = logging.getLogger(__name__)
 
 TRANSFORMER_TEACHERS = ("minilm", "mpnet", "local")  # backbones fine-tuned here (models/backbones.py)
+DISTILL_LOSSES = ("kl", "mse")
 UNLABELLED = -100  # target of a transfer row: cross-entropy ignores it (F.cross_entropy's ignore_index)
 
 
@@ -50,6 +51,7 @@ class DistillConfig:
     seeds: list[int] = field(default_factory=lambda: [0])  # transformer teachers: one fine-tuning per seed (ensemble)
     alpha: float = 0.5  # weight of the soft (KL) term; 1 - alpha goes to cross-entropy on gold labels
     temperature: float = 2.0  # softens both distributions so the teacher's runner-up classes carry information
+    loss: str = "kl"  # kl (Hinton et al.) | mse: squared error between centred logits (Tang et al. 2019)
     transfer: list[dict[str, Any]] = field(default_factory=list)  # unlabelled text sources (data/corpus.py specs)
     max_transfer: int | None = None  # seeded sample of at most this many transfer texts (None = all)
     cache_dir: str = "var/teachers"  # fine-tuned teachers and their labellings, reused by identical runs
@@ -69,6 +71,8 @@ class DistillConfig:
             raise ValueError("distill.teacher=local needs distill.teacher_dir (a sentence-transformers folder)")
         if config.teacher == "checkpoint" and not config.teacher_paths:
             raise ValueError("distill.teacher=checkpoint needs distill.teacher_paths (trained model folders)")
+        if config.loss not in DISTILL_LOSSES:
+            raise ValueError(f"distill.loss={config.loss!r}: use one of {', '.join(DISTILL_LOSSES)}")
         if not 0.0 <= config.alpha <= 1.0 or config.temperature <= 0:
             raise ValueError(f"distill.alpha must be in [0, 1] and temperature > 0 (got {config.alpha}, "
                              f"{config.temperature})")
@@ -76,11 +80,21 @@ class DistillConfig:
 
 
 def distillation_loss(student: torch.Tensor, targets: torch.Tensor, teacher: torch.Tensor, alpha: float,
-                      temperature: float) -> torch.Tensor:
-    """alpha * T^2 * KL on every row + (1 - alpha) * CE on rows with a gold label (targets != UNLABELLED)."""
-    t = temperature
-    soft = F.kl_div(F.log_softmax(student.float() / t, dim=1), F.log_softmax(teacher.float() / t, dim=1),
-                    log_target=True, reduction="batchmean") * (t * t)  # T^2 keeps gradients comparable across T
+                      temperature: float, loss: str = "kl") -> torch.Tensor:
+    """alpha * soft term on every row + (1 - alpha) * CE on rows with a gold label (targets != UNLABELLED).
+
+    The soft term is T^2 * KL at temperature T (`kl`), or (`mse`) the mean squared error between the student's
+    logits and the teacher's log-probabilities, both centred over classes: log-probabilities are logits up to a
+    per-row constant, and centring removes it. MSE on logits does not saturate where the teacher is confident.
+    """
+    if loss == "mse":
+        centred = student.float() - student.float().mean(dim=1, keepdim=True)  # (B, C)
+        target = teacher.float() - teacher.float().mean(dim=1, keepdim=True)  # (B, C)
+        soft = F.mse_loss(centred, target, reduction="sum") / student.size(0)  # summed over classes, mean over rows
+    else:
+        t = temperature
+        soft = F.kl_div(F.log_softmax(student.float() / t, dim=1), F.log_softmax(teacher.float() / t, dim=1),
+                        log_target=True, reduction="batchmean") * (t * t)  # T^2 keeps gradients comparable across T
     if not bool((targets != UNLABELLED).any()):
         return alpha * soft
     hard = F.cross_entropy(student.float(), targets, ignore_index=UNLABELLED)
@@ -166,8 +180,8 @@ def attach(task: Any, data: dict[str, Any], cfg: DictConfig) -> dict[str, Any]:
     teacher_seconds = time.perf_counter() - start
     soft = label_texts(teachers, train_texts + transfer, Path(config.cache_dir))
     data["train"] = (train_texts + transfer, train_labels + [None] * len(transfer), soft)
-    task.distillation = (config.alpha, config.temperature)
-    report = {"teacher": config.teacher, "members": len(teachers), "alpha": config.alpha,
+    task.distillation = (config.alpha, config.temperature, config.loss)
+    report = {"teacher": config.teacher, "members": len(teachers), "alpha": config.alpha, "loss": config.loss,
               "temperature": config.temperature, "labelled_rows": len(train_texts), "transfer_rows": len(transfer),
               "transfer_sources": counts, "teacher_reports": [getattr(t, "report", {}) for t in teachers],
               "teacher_train_agreement": float(np.mean(

@@ -61,6 +61,21 @@ def test_loss_is_cross_entropy_at_alpha_0_and_scaled_kl_at_alpha_1():
     assert student.grad is not None and bool(torch.isfinite(student.grad).all())
 
 
+def test_mse_loss_matches_centred_logits_and_ignores_a_per_row_shift():
+    torch.manual_seed(0)
+    student, logits = torch.randn(5, 3, requires_grad=True), torch.randn(5, 3)
+    teacher = F.log_softmax(logits, dim=1)  # what the cache holds: logits up to a per-row constant
+    none = torch.full((5,), UNLABELLED)
+    soft = distillation_loss(student, none, teacher, 1.0, 2.0, loss="mse")
+    centred = lambda x: x - x.mean(dim=1, keepdim=True)  # noqa: E731
+    assert torch.allclose(soft, ((centred(student) - centred(logits)) ** 2).sum(dim=1).mean(), atol=1e-6)
+    # The student's own per-row shift changes nothing; matching the teacher's centred logits gives zero loss.
+    assert torch.allclose(distillation_loss(student + 7.0, none, teacher, 1.0, 2.0, loss="mse"), soft, atol=1e-5)
+    assert float(distillation_loss(logits + 3.0, none, teacher, 1.0, 2.0, loss="mse")) == pytest.approx(0, abs=1e-6)
+    soft.backward()
+    assert student.grad is not None and torch.isfinite(student.grad).all()
+
+
 def test_config_errors_are_specific():
     with pytest.raises(ValueError, match="unknown keys \\['temprature'\\]"):
         DistillConfig.from_config({"enabled": True, "temprature": 3})
@@ -70,6 +85,8 @@ def test_config_errors_are_specific():
         DistillConfig.from_config({"enabled": True, "teacher": "gpt"})
     with pytest.raises(ValueError, match="needs distill.teacher_dir"):
         DistillConfig.from_config({"enabled": True, "teacher": "local"})
+    with pytest.raises(ValueError, match="distill.loss='l2': use one of kl, mse"):
+        DistillConfig.from_config({"enabled": True, "loss": "l2"})
     with pytest.raises(ValueError, match="alpha must be in"):
         DistillConfig.from_config({"enabled": True, "alpha": 1.5})
 
