@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from safetensors.numpy import load_file, save_file
 from torch.nn import functional as F
 
+from nlp_suite.models.backbones import backbone_available
 from nlp_suite.models.teacher import (
     CheckpointTeacher,
     TransformerTeacher,
@@ -126,12 +127,15 @@ def build_teachers(config: DistillConfig, labels: list[str], data: dict[str, Any
     from nlp_suite.training.loop import resolve_device
 
     device = str(resolve_device(config.teacher_device))
+    why = backbone_available(config.teacher, config.teacher_dir)
+    if why:  # before hashing a local folder's weights: say what is missing, not which file failed to open
+        raise RuntimeError(f"the {config.teacher} teacher backbone is unavailable: {why}")
+    backbone = (config.teacher if config.teacher != "local"  # a local folder is known by its weights (hashed once)
+                else f"local:{sha256_file(Path(str(config.teacher_dir)) / 'model.safetensors')}")
     teachers = []
     for seed in config.seeds:
         settings = TransformerTeacherConfig(**{"progress": progress, **config.teacher_train, "seed": int(seed)})
         teacher = TransformerTeacher(labels, settings, device, config.teacher, config.cache_dir, config.teacher_dir)
-        backbone = (config.teacher if config.teacher != "local"  # a local folder is known by its weights
-                    else f"local:{sha256_file(Path(str(config.teacher_dir)) / 'model.safetensors')}")
         identity = fingerprint(backbone, labels, {k: v for k, v in vars(settings).items() if k != "progress"},
                                list(data["train"][0]), list(data["train"][1]), list(data["val"][0]),
                                list(data["val"][1]))
