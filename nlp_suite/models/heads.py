@@ -35,6 +35,12 @@ class EncoderWithHead(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.head = head
+        # Modules only training losses use (e.g. distillation's hint map); `strip_auxiliary` drops them before saving.
+        self.auxiliary = nn.ModuleDict()
+
+    def strip_auxiliary(self) -> None:
+        """Remove training-only modules, so the saved model is exactly what serving rebuilds."""
+        self.auxiliary = nn.ModuleDict()
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         states, mask = self.encoder(ids, lengths)  # (B, T, H), (B, T)

@@ -38,6 +38,10 @@ class Teacher(Protocol):
 
     def log_probs(self, texts: Sequence[str]) -> np.ndarray: ...
 
+    def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Log-probabilities and (N, W) sentence embeddings (the hint targets of distillation)."""
+        ...
+
 
 @dataclass
 class TransformerTeacherConfig:
@@ -96,23 +100,38 @@ class TransformerTeacher(nn.Module):
         self.report: dict[str, Any] = {}
         self.identity = ""  # set by whoever fine-tunes or loads it (training/distill.py: data + settings)
 
-    def forward(self, texts: Sequence[str]) -> torch.Tensor:
+    def sentence_embeddings(self, texts: Sequence[str]) -> torch.Tensor:
+        """(B, W) mean-pooled token states: what the head classifies, and the hint target of distillation."""
         features = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in self.tokenize(list(texts)).items()}
-        pooled = self.pooling(self.transformer(features))["sentence_embedding"]  # (B, 384 or 768)
-        return self.head(pooled)  # (B, C)
+        return self.pooling(self.transformer(features))["sentence_embedding"]  # (B, 384 or 768)
+
+    def forward(self, texts: Sequence[str]) -> torch.Tensor:
+        return self.head(self.sentence_embeddings(texts))  # (B, C)
 
     @torch.no_grad()
     def log_probs(self, texts: Sequence[str], batch_size: int = 128) -> np.ndarray:
         """(N, C) log-probabilities; texts sorted by length so batches pad little."""
+        return self.encode(texts, batch_size, embeddings=False)[0]
+
+    @torch.no_grad()
+    def encode(self, texts: Sequence[str], batch_size: int = 128, embeddings: bool = True
+               ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(N, C) log-probabilities and, with `embeddings`, the (N, W) float16 sentence embeddings of one pass."""
         self.eval()
         order = np.argsort([len(t) for t in texts], kind="stable")
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        pooled_out = None
         bar = tqdm(range(0, len(texts), batch_size), desc="teacher labelling", unit="batch", leave=False,
                    disable=not self.config.progress)
         for start in bar:
             rows = order[start:start + batch_size]
-            out[rows] = F.log_softmax(self([texts[i] for i in rows]).float(), dim=1).cpu().numpy()
-        return out
+            pooled = self.sentence_embeddings([texts[i] for i in rows])  # (B, W)
+            out[rows] = F.log_softmax(self.head(pooled).float(), dim=1).cpu().numpy()
+            if embeddings:
+                if pooled_out is None:
+                    pooled_out = np.zeros((len(texts), pooled.size(1)), dtype=np.float16)
+                pooled_out[rows] = pooled.float().cpu().numpy()
+        return out, pooled_out
 
     def fit(self, train: tuple[Sequence[str], Sequence[str]], val: tuple[Sequence[str], Sequence[str]]
             ) -> dict[str, Any]:
@@ -214,6 +233,12 @@ class CheckpointTeacher:
     def log_probs(self, texts: Sequence[str]) -> np.ndarray:
         probabilities = self.classifier.predict_proba(list(texts))[:, self.columns]
         return np.log(np.clip(probabilities, 1e-8, 1.0)).astype(np.float32)
+
+    def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(N, C) log-probabilities and the (N, P) float16 pooled sentence vectors of the checkpoint's head."""
+        probabilities, pooled = self.classifier.predict_with_features(list(texts))
+        log_probs = np.log(np.clip(probabilities[:, self.columns], 1e-8, 1.0)).astype(np.float32)
+        return log_probs, pooled.astype(np.float16)
 
 
 def ensemble_log_probs(parts: Sequence[np.ndarray]) -> np.ndarray:

@@ -40,6 +40,7 @@ class TextClassificationTask(Task):
         self.head_dropout = head_dropout
         self.splits: dict[str, dict[str, Any]] = {}
         self.distillation: tuple[float, float, str] | None = None  # (alpha, temperature, loss) with soft targets
+        self.hint: tuple[float, int] | None = None  # (weight, width) of the teacher-embedding targets (distill.py)
 
     def labelled_data(self, texts: list[str], labels: list[str], val_fraction: float, seed: int) -> dict[str, Any]:
         """Check labels against the label set and split."""
@@ -66,17 +67,20 @@ class TextClassificationTask(Task):
     def prepare(self, data: dict[str, Any], tokenizer: TextTokenizer, max_len: int) -> None:
         index = {label: i for i, label in enumerate(self.labels)}
         self.pad_id = tokenizer.pad_id
-        for split, (texts, labels, *soft) in data.items():  # soft: a teacher's (N, C) log-probs (distillation)
+        for split, (texts, labels, *teacher) in data.items():  # teacher: (N, C) log-probs [, (N, k) hint targets]
             ids = tokenizer.encode(list(texts), max_len)
             targets = [UNLABELLED if label is None else index[label] for label in labels]
             self.splits[split] = {"ids": ids, "lengths": [len(x) for x in ids],
                                   "targets": torch.tensor(targets, dtype=torch.long)}
-            if soft:
-                self.splits[split]["soft"] = torch.as_tensor(np.asarray(soft[0]), dtype=torch.float32)
+            for key, values in zip(("soft", "hint"), teacher):
+                self.splits[split][key] = torch.as_tensor(np.asarray(values), dtype=torch.float32)
 
     def build_model(self, encoder: Encoder) -> nn.Module:
         head = PoolingClassifierHead(encoder, len(self.labels), self.head_hidden, self.head_dropout, self.pooling)
-        return EncoderWithHead(encoder, head)
+        model = EncoderWithHead(encoder, head)
+        if self.hint:  # training-only map from the pooled sentence vector to the teacher's embedding components
+            model.auxiliary["hint"] = nn.Linear(head.pool.output_dim(encoder.output_dim), self.hint[1])
+        return model
 
     def batches(self, split: str, batch_size: int, shuffle: bool,
                 generator: torch.Generator | None = None) -> Iterator[dict[str, torch.Tensor]]:
@@ -84,11 +88,18 @@ class TextClassificationTask(Task):
         for batch in bucketed_batches(data["lengths"], batch_size, shuffle=shuffle, generator=generator):
             ids, lengths = pad_batch([data["ids"][i] for i in batch], self.pad_id)
             out = {"ids": ids, "lengths": lengths, "targets": data["targets"][batch], "index": torch.tensor(batch)}
-            if "soft" in data:
-                out["soft"] = data["soft"][batch]
+            for key in ("soft", "hint"):
+                if key in data:
+                    out[key] = data[key][batch]
             yield out
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if "hint" in batch and self.hint and "hint" in model.auxiliary:
+            states, mask = model.encoder(batch["ids"], batch["lengths"])  # (B, T, H), (B, T)
+            pooled = model.head.pool(states, mask)  # (B, P)
+            logits = model.head.layers(pooled)  # (B, C)
+            hint = F.mse_loss(model.auxiliary["hint"](pooled).float(), batch["hint"])  # mean over rows and components
+            return distillation_loss(logits, batch["targets"], batch["soft"], *self.distillation) + self.hint[0] * hint
         logits = model(batch["ids"], batch["lengths"])  # (B, C)
         if "soft" in batch and self.distillation:
             return distillation_loss(logits, batch["targets"], batch["soft"], *self.distillation)
@@ -143,6 +154,21 @@ class TextClassifier:
             logits = self.model(padded.to(self.device), batch_lengths.to(self.device))
             out[batch] = torch.softmax(logits.float(), dim=1).cpu().numpy()
         return out
+
+    @torch.no_grad()
+    def predict_with_features(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(N, C) probabilities and the (N, P) pooled sentence vectors the head classifies."""
+        ids = self.tokenizer.encode(list(texts), self.max_len)
+        probabilities = np.zeros((len(ids), len(self.labels)), dtype=np.float32)
+        pooled_out = np.zeros((len(ids), self.model.head.pool.output_dim(self.model.encoder.output_dim)),
+                              dtype=np.float32)
+        for batch in bucketed_batches([len(x) for x in ids], self.batch_size, shuffle=False):
+            padded, lengths = pad_batch([ids[i] for i in batch], self.tokenizer.pad_id)
+            states, mask = self.model.encoder(padded.to(self.device), lengths.to(self.device))  # (B, T, H)
+            pooled = self.model.head.pool(states, mask)  # (B, P)
+            probabilities[batch] = torch.softmax(self.model.head.layers(pooled).float(), dim=1).cpu().numpy()
+            pooled_out[batch] = pooled.float().cpu().numpy()
+        return probabilities, pooled_out
 
     @torch.no_grad()
     def explain(self, text: str) -> list[tuple[str, float]]:

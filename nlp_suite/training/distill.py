@@ -8,6 +8,15 @@ teacher's behaviour on many more texts than were labelled.
 texts (the pretraining source specs of data/corpus.py), drops any that are in the task's validation or test split
 (the teacher must not pass test knowledge to the student), gets the teacher's log-probabilities (cached under
 `distill.cache_dir`, keyed by teacher, labelled data and texts) and appends the transfer rows to `train`.
+
+Hint term (`distill.hint_weight` > 0; FitNets, Romero et al. 2015): the student's pooled sentence vector, through a
+training-only linear map, also regresses the teacher's sentence embedding of every row (its top principal
+components, scaled to unit mean variance). A 3-class soft target says little per text; the embedding says how the
+teacher sees the whole sentence. The map is dropped before the model is saved.
+
+Embedding initialisation (`distill.init_embeddings`; Model2Vec-style): each token of our own tokenizer, run
+through the teacher as a one-word text, gives a vector; their top principal components (at the scale of the
+default N(0, 1) init) start the student's embedding table, so rare words begin near the teacher's view of them.
 """
 from __future__ import annotations
 
@@ -58,6 +67,9 @@ class DistillConfig:
     cache_dir: str = "var/teachers"  # fine-tuned teachers and their labellings, reused by identical runs
     teacher_device: str = "auto"  # auto | cpu | cuda
     teacher_train: dict[str, Any] = field(default_factory=dict)  # TransformerTeacherConfig fields
+    hint_weight: float = 0.0  # weight of the sentence-embedding regression term (0 = off)
+    hint_components: int = 128  # principal components of the teacher's embeddings the student regresses
+    init_embeddings: bool = False  # start the student's token embeddings from the teacher's (Model2Vec-style)
 
     @classmethod
     def from_config(cls, node: Any) -> "DistillConfig":
@@ -74,6 +86,9 @@ class DistillConfig:
             raise ValueError("distill.teacher=checkpoint needs distill.teacher_paths (trained model folders)")
         if config.loss not in DISTILL_LOSSES:
             raise ValueError(f"distill.loss={config.loss!r}: use one of {', '.join(DISTILL_LOSSES)}")
+        if config.hint_weight < 0 or config.hint_components < 1:
+            raise ValueError(f"distill.hint_weight must be >= 0 and hint_components >= 1 (got {config.hint_weight}, "
+                             f"{config.hint_components})")
         if not 0.0 <= config.alpha <= 1.0 or config.temperature <= 0:
             raise ValueError(f"distill.alpha must be in [0, 1] and temperature > 0 (got {config.alpha}, "
                              f"{config.temperature})")
@@ -152,22 +167,74 @@ def build_teachers(config: DistillConfig, labels: list[str], data: dict[str, Any
     return teachers
 
 
-def label_texts(teachers: list[Any], texts: list[str], cache_dir: Path) -> np.ndarray:
-    """Ensemble log-probabilities of `texts`, cached per (teachers, texts)."""
+def label_texts(teachers: list[Any], texts: list[str], cache_dir: Path, embeddings: bool = False
+                ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Ensemble log-probabilities of `texts` and, with `embeddings`, the members' sentence embeddings side by side
+    (N, sum of widths; float16); cached per (teachers, texts). A cached labelling without embeddings is redone when
+    they are asked for."""
     members = [teacher.identity for teacher in teachers]
     key = fingerprint(members, texts)[:24]
     path = cache_dir / f"labels-{key}.safetensors"
     if path.exists():
-        log.info("teacher labels of %d texts loaded from %s", len(texts), path)
-        return load_file(str(path))["log_probs"]
-    out = ensemble_log_probs([teacher.log_probs(texts) for teacher in teachers])
+        cached = load_file(str(path))
+        if not embeddings or "embeddings" in cached:
+            log.info("teacher labels of %d texts loaded from %s", len(texts), path)
+            return cached["log_probs"], cached.get("embeddings") if embeddings else None
+        log.info("cached labels in %s have no sentence embeddings: labelling again", path)
+    if embeddings:
+        parts = [teacher.encode(texts) for teacher in teachers]
+        out, pooled = ensemble_log_probs([p[0] for p in parts]), np.concatenate([p[1] for p in parts], axis=1)
+    else:
+        out, pooled = ensemble_log_probs([teacher.log_probs(texts) for teacher in teachers]), None
     cache_dir.mkdir(parents=True, exist_ok=True)
-    save_file({"log_probs": out}, str(path), metadata={"members": json.dumps(members), "texts": str(len(texts))})
-    return out
+    tensors = {"log_probs": out} if pooled is None else {"log_probs": out, "embeddings": pooled}
+    staging = path.with_suffix(".tmp")  # a crash mid-write never leaves a truncated cache entry behind
+    save_file(tensors, str(staging), metadata={"members": json.dumps(members), "texts": str(len(texts))})
+    staging.replace(path)
+    return out, pooled
 
 
-def attach(task: Any, data: dict[str, Any], cfg: DictConfig) -> dict[str, Any]:
-    """Add the teacher's soft targets to `data['train']` (labelled rows + transfer rows); returns a report."""
+def hint_targets(embeddings: np.ndarray, components: int) -> np.ndarray:
+    """(N, k) float32: the rows' coordinates on the top-k principal axes, scaled so their mean variance is 1."""
+    values = embeddings.astype(np.float32)
+    values -= values.mean(axis=0, keepdims=True)
+    covariance = values.T @ values / max(len(values) - 1, 1)  # (W, W): cheap for W <= a few thousand
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)  # ascending
+    k = min(components, values.shape[1])
+    top = eigenvectors[:, ::-1][:, :k]  # (W, k)
+    scale = float(np.sqrt(max(eigenvalues[::-1][:k].mean(), 1e-12)))
+    return (values @ top / scale).astype(np.float32)
+
+
+def token_surfaces(tokenizer: Any) -> list[str]:
+    """Each vocabulary id's text as a word a teacher can read: the word-start mark removed, special tokens empty."""
+    from nlp_suite.text.tokenizer import SPECIAL_TOKENS
+
+    tokens = [tokenizer.tokenizer.id_to_token(i) for i in range(tokenizer.vocab_size)]
+    return ["" if token in SPECIAL_TOKENS else token.replace("\u2581", " ").strip() for token in tokens]
+
+
+def initialise_embeddings(encoder: Any, tokenizer: Any, teachers: list[Any]) -> dict[str, Any]:
+    """Overwrite the encoder's token embeddings with the teachers' vectors of each token (top principal
+    components, mean variance 1 like the default init); special and empty tokens keep their rows."""
+    surfaces = token_surfaces(tokenizer)
+    rows = [i for i, surface in enumerate(surfaces) if surface]
+    if len(rows) < 2:
+        return {"initialised_rows": 0}
+    vectors = np.concatenate([teacher.encode([surfaces[i] for i in rows])[1] for teacher in teachers], axis=1)
+    width = encoder.embedding.weight.size(1)
+    projected = torch.from_numpy(hint_targets(vectors, width))  # (V', <= E)
+    with torch.no_grad():
+        weight = encoder.embedding.weight
+        weight[torch.tensor(rows), : projected.size(1)] = projected.to(weight.dtype)  # extra columns stay random
+    log.info("student embeddings: %d of %d rows from the teacher (%d components)", len(rows), len(surfaces),
+             projected.size(1))
+    return {"initialised_rows": len(rows), "components": int(projected.size(1))}
+
+
+def attach(task: Any, data: dict[str, Any], cfg: DictConfig) -> tuple[dict[str, Any], list[Any]]:
+    """Add the teacher's soft targets to `data['train']` (labelled rows + transfer rows); returns a report and the
+    teachers (for `initialise_embeddings` once the student's tokenizer exists)."""
     from nlp_suite.tasks.classification import TextClassificationTask
 
     if not isinstance(task, TextClassificationTask):
@@ -182,10 +249,17 @@ def attach(task: Any, data: dict[str, Any], cfg: DictConfig) -> dict[str, Any]:
                                       int(cfg.seed))
     teachers = build_teachers(config, labels, data, progress=bool(cfg.train.get("progress", True)))
     teacher_seconds = time.perf_counter() - start
-    soft = label_texts(teachers, train_texts + transfer, Path(config.cache_dir))
+    soft, embeddings = label_texts(teachers, train_texts + transfer, Path(config.cache_dir),
+                                   embeddings=config.hint_weight > 0)
     data["train"] = (train_texts + transfer, train_labels + [None] * len(transfer), soft)
     task.distillation = (config.alpha, config.temperature, config.loss)
+    if embeddings is not None:
+        hints = hint_targets(embeddings, config.hint_components)
+        data["train"] = (*data["train"], hints)
+        task.hint = (config.hint_weight, hints.shape[1])
     report = {"teacher": config.teacher, "members": len(teachers), "alpha": config.alpha, "loss": config.loss,
+              "hint_weight": config.hint_weight,
+              "hint_components": task.hint[1] if embeddings is not None else 0,
               "temperature": config.temperature, "labelled_rows": len(train_texts), "transfer_rows": len(transfer),
               "transfer_sources": counts, "teacher_reports": [getattr(t, "report", {}) for t in teachers],
               "teacher_train_agreement": float(np.mean(
@@ -193,7 +267,7 @@ def attach(task: Any, data: dict[str, Any], cfg: DictConfig) -> dict[str, Any]:
               "seconds": round(time.perf_counter() - start, 1), "teacher_seconds": round(teacher_seconds, 1)}
     log.info("distillation: %d labelled + %d transfer rows, %d teacher(s), %.0f s", len(train_texts), len(transfer),
              len(teachers), report["seconds"])
-    return report
+    return report, teachers
 
 
 def summary_markdown(report: dict[str, Any] | None) -> str:
@@ -206,4 +280,7 @@ def summary_markdown(report: dict[str, Any] | None) -> str:
         for r in report.get("teacher_reports", []) if r.get("best_val")) or "checkpoint teacher(s)"
     return (f"distillation: {report['members']} {report['teacher']} teacher(s) ({teachers}); "
             f"{report['labelled_rows']:,} labelled + {report['transfer_rows']:,} transfer rows; alpha "
-            f"{report['alpha']}, T {report['temperature']}; teacher + labelling {report['seconds']:.0f} s")
+            f"{report['alpha']}, T {report['temperature']}"
+            + (f"; hint weight {report['hint_weight']} on {report['hint_components']} components"
+               if report.get("hint_components") else "")
+            + f"; teacher + labelling {report['seconds']:.0f} s")

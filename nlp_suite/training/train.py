@@ -99,12 +99,13 @@ def train(cfg: DictConfig, on_epoch_end: EpochHook | None = None) -> TrainResult
     torch.manual_seed(cfg.seed)
     task, params = build_task(cfg)
     data = task.load_data(cfg)
-    distillation = None
+    distillation, teachers = None, []
     if cfg.get("distill") and cfg.distill.get("enabled"):  # soft targets on labelled + transfer rows
         from nlp_suite.training.distill import attach
 
         labelled_fingerprint = data_fingerprint(list(data["train"][0]))
-        distillation = {**attach(task, data, cfg), "labelled_fingerprint": labelled_fingerprint}
+        report, teachers = attach(task, data, cfg)
+        distillation = {**report, "labelled_fingerprint": labelled_fingerprint}
     corpus = task.corpus(data)
     pretrained = pretrained_encoder(cfg)
     if pretrained:
@@ -112,15 +113,22 @@ def train(cfg: DictConfig, on_epoch_end: EpochHook | None = None) -> TrainResult
     else:
         tokenizer = TextTokenizer.train(corpus, cfg.model.vocab_size)
         encoder, source = Encoder(encoder_config(cfg, tokenizer.vocab_size)), None
+        if teachers and cfg.distill.get("init_embeddings"):  # a pretrained encoder keeps its own embeddings
+            from nlp_suite.training.distill import initialise_embeddings
+
+            distillation["embedding_init"] = initialise_embeddings(encoder, tokenizer, teachers)
     task.prepare(data, tokenizer, cfg.model.max_len)
     enc_cfg = encoder.config
     model = task.build_model(encoder)
-    parameters = sum(p.numel() for p in model.parameters())
+    # What is saved and served: training-only modules (e.g. a distillation hint map) are not counted.
+    parameters = sum(p.numel() for name, p in model.named_parameters() if not name.startswith("auxiliary."))
     log.info("training %s: %d parameters, %d training texts", task.name, parameters, len(corpus))
     fit_cfg = fit_config(cfg)
     if fit_cfg.resume_dir is None and cfg.train.get("resumable"):
         fit_cfg.resume_dir = str(Path(cfg.paths.var) / "resume" / task.name)
     result = fit(model, task, fit_cfg, on_epoch_end)
+    if hasattr(model, "strip_auxiliary"):
+        model.strip_auxiliary()
 
     if "test" in getattr(task, "splits", {}):  # reported only; never used for selection
         test_metrics = {f"test_{k}": v for k, v in task.evaluate(model, "test").items()}

@@ -87,6 +87,8 @@ def test_config_errors_are_specific():
         DistillConfig.from_config({"enabled": True, "teacher": "local"})
     with pytest.raises(ValueError, match="distill.loss='l2': use one of kl, mse"):
         DistillConfig.from_config({"enabled": True, "loss": "l2"})
+    with pytest.raises(ValueError, match="hint_weight must be >= 0"):
+        DistillConfig.from_config({"enabled": True, "hint_weight": -1})
     with pytest.raises(ValueError, match="alpha must be in"):
         DistillConfig.from_config({"enabled": True, "alpha": 1.5})
 
@@ -199,3 +201,121 @@ def test_distilling_a_task_without_class_labels_is_a_clear_error(tmp_path):
 
     with pytest.raises(ValueError, match="text-classification tasks .* use distill=none"):
         attach(NotAClassifier(), {}, cfg)
+
+
+def test_hint_targets_are_the_top_principal_components_at_unit_mean_variance():
+    from sklearn.decomposition import PCA
+
+    from nlp_suite.training.distill import hint_targets
+
+    rng = np.random.default_rng(0)
+    embeddings = (rng.normal(size=(500, 12)) * np.linspace(5, 0.1, 12) + 3.0).astype(np.float16)
+    hints = hint_targets(embeddings, 4)
+    assert hints.shape == (500, 4) and hints.dtype == np.float32
+    assert hints.var(axis=0, ddof=1).mean() == pytest.approx(1.0, rel=1e-3)
+    reference = PCA(4).fit_transform(embeddings.astype(np.float64))
+    for k in range(4):  # same axes up to sign and the common scale
+        assert abs(np.corrcoef(hints[:, k], reference[:, k])[0, 1]) > 0.999
+    assert hint_targets(embeddings, 50).shape == (500, 12)  # never more components than dimensions
+
+
+def test_hint_term_trains_a_training_only_map_that_is_not_saved(tmp_path):
+    from nlp_suite.models.encoder import Encoder, EncoderConfig
+    from nlp_suite.tasks.sentiment import SentimentTask
+    from nlp_suite.text.tokenizer import TextTokenizer
+
+    rng = random.Random(0)
+    texts = [sentence(rng, rng.choice(SEEN[label])) for label in sorted(SEEN) for _ in range(8)]
+    tokenizer = TextTokenizer.train(texts, 200)
+    task = SentimentTask(name="sentiment", labels=sorted(SEEN))
+    task.distillation, task.hint = (0.5, 2.0, "kl"), (2.0, 5)
+    soft = np.log(np.full((len(texts), 3), 1 / 3, dtype=np.float32))
+    hints = np.random.default_rng(0).normal(size=(len(texts), 5)).astype(np.float32)
+    task.prepare({"train": (texts, [None] * len(texts), soft, hints)}, tokenizer, 16)
+    encoder = Encoder(EncoderConfig(vocab_size=tokenizer.vocab_size, embed_dim=16, hidden_dim=16, num_layers=1))
+    model = task.build_model(encoder)
+    batch = next(task.batches("train", 8, shuffle=False))
+    assert batch["hint"].shape == (8, 5)
+    model.eval()  # no dropout: the two losses see the same pooled vectors
+    with torch.no_grad():
+        with_hint = task.loss(model, batch)
+        task.hint = None  # the same batch without the hint term
+        without = task.loss(model, batch)
+        states, mask = model.encoder(batch["ids"], batch["lengths"])
+        expected = F.mse_loss(model.auxiliary["hint"](model.head.pool(states, mask)), batch["hint"])
+    task.hint = (2.0, 5)
+    assert float(with_hint - without) == pytest.approx(2.0 * float(expected), rel=1e-4)
+    model.train()
+    task.loss(model, batch).backward()
+    assert model.auxiliary["hint"].weight.grad is not None
+    model.strip_auxiliary()
+    task.hint = None
+    plain = task.build_model(Encoder(encoder.config))
+    assert set(model.state_dict()) == set(plain.state_dict())  # what is saved is what serving rebuilds
+
+
+def test_student_with_hint_term_learns_from_an_lstm_teacher_and_caches_embeddings(tmp_path):
+    from safetensors.numpy import load_file
+
+    teacher_data, student_data, pool = tmp_path / "teacher.csv", tmp_path / "student.csv", tmp_path / "pool.csv"
+    write_rows(teacher_data, {label: SEEN[label] + UNSEEN[label] for label in SEEN}, 400, seed=1)
+    write_rows(student_data, SEEN, 300, seed=2)
+    write_rows(pool, UNSEEN, 600, seed=3, labelled=False)
+    base = [f"paths.var={tmp_path}", "train.epochs=6", "model.vocab_size=300", "train.progress=false"]
+    teacher_cfg = load_config([*base, f"data.sentiment.path={teacher_data}"])
+    migrate.upgrade(db_url(teacher_cfg))
+    teacher = train_single_threaded(teacher_cfg)
+    common = [*base, f"data.sentiment.path={student_data}", "distill=minilm", "distill.teacher=checkpoint",
+              f"distill.teacher_paths=[{teacher.path}]", f"distill.transfer=[{{kind:csv,path:'{pool}',column:text}}]",
+              f"distill.cache_dir={tmp_path / 'teachers'}"]
+    train_single_threaded(load_config(common))  # soft targets only: the cached labelling has no embeddings
+    cache = sorted((tmp_path / "teachers").glob("labels-*.safetensors"))
+    assert len(cache) == 1 and set(load_file(str(cache[0]))) == {"log_probs"}
+
+    student = train_single_threaded(load_config([*common, "distill.hint_weight=1.0", "distill.hint_components=8",
+                                                 "distill.init_embeddings=true"]))
+    assert student.distillation["hint_components"] == 8 and student.distillation["hint_weight"] == 1.0
+    assert student.distillation["embedding_init"]["initialised_rows"] > 100
+    stored = load_file(str(cache[0]))  # labelled again, now with the teacher's pooled vectors
+    assert set(stored) == {"log_probs", "embeddings"} and stored["embeddings"].dtype == np.float16
+    assert stored["embeddings"].shape[0] == stored["log_probs"].shape[0]
+
+    loaded = load_checkpoint(Path(student.path))  # no hint map in the checkpoint: loads as any sentiment model
+    assert not any(key.startswith("auxiliary") for key in loaded.model.state_dict())
+    assert student.parameters == sum(p.numel() for p in loaded.model.parameters())
+    rng = random.Random(9)
+    probe = [(sentence(rng, word), label) for label, words in UNSEEN.items() for word in words for _ in range(5)]
+    classifier = TextClassifier(loaded.model, loaded.tokenizer, loaded.task.labels, loaded.max_len)
+    predicted = [loaded.task.labels[i] for i in classifier.predict_proba([t for t, _ in probe]).argmax(1)]
+    accuracy = np.mean([p == label for p, (_, label) in zip(predicted, probe)])
+    assert accuracy >= 0.9, f"student accuracy on teacher-only words {accuracy:.2f}"
+
+
+def test_embedding_init_gives_each_token_the_teachers_vector_of_its_text():
+    from nlp_suite.models.encoder import Encoder, EncoderConfig
+    from nlp_suite.text.tokenizer import TextTokenizer
+    from nlp_suite.training.distill import initialise_embeddings, token_surfaces
+
+    rng = random.Random(0)
+    texts = [sentence(rng, rng.choice(SEEN[label])) for label in sorted(SEEN) for _ in range(20)]
+    tokenizer = TextTokenizer.train(texts, 120)
+    surfaces = token_surfaces(tokenizer)
+    assert surfaces[tokenizer.pad_id] == "" and "acme" in surfaces and not any("\u2581" in s for s in surfaces)
+
+    class WordTeacher:  # a deterministic vector per text: what the function must copy, up to PCA
+        def encode(self, texts):
+            vectors = np.array([[hash((t, j)) % 1000 / 1000 for j in range(24)] for t in texts], dtype=np.float16)
+            return np.zeros((len(texts), 3), dtype=np.float32), vectors
+
+    encoder = Encoder(EncoderConfig(vocab_size=tokenizer.vocab_size, embed_dim=8, hidden_dim=8, num_layers=1))
+    report = initialise_embeddings(encoder, tokenizer, [WordTeacher()])
+    weight = encoder.embedding.weight.detach()
+    assert report == {"initialised_rows": sum(1 for s in surfaces if s), "components": 8}
+    assert float(weight[tokenizer.pad_id].abs().sum()) == 0.0  # padding stays zero
+    rows = [i for i, s in enumerate(surfaces) if s]
+    assert float(weight[rows].var(dim=0).mean()) == pytest.approx(1.0, rel=0.05)
+    # The rows are a linear image of the teacher's vectors: a least-squares fit from them is exact.
+    vectors = torch.tensor(WordTeacher().encode([surfaces[i] for i in rows])[1], dtype=torch.float64)
+    design = torch.cat([vectors, torch.ones(len(rows), 1, dtype=torch.float64)], dim=1)
+    solution = torch.linalg.lstsq(design, weight[rows].double()).solution
+    assert torch.allclose(design @ solution, weight[rows].double(), atol=1e-3)
