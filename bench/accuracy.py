@@ -275,6 +275,7 @@ def run_ours(name: str, dataset, overrides: Sequence[str], shared: str, bare_sec
     from nlp_suite.tasks.classification import TextClassifier
     from nlp_suite.text.batching import bucketed_batches, pad_waste
     from nlp_suite.training.checkpoint import load_checkpoint
+    from nlp_suite.models.precision import autocast_dtype
     from nlp_suite.training.loop import resolve_device
     from nlp_suite.training.train import data_fingerprint, fit_config, train
 
@@ -283,8 +284,9 @@ def run_ours(name: str, dataset, overrides: Sequence[str], shared: str, bare_sec
         migrate.upgrade(db_url(cfg))
         device = resolve_device(str(cfg.train.device))
         fit = fit_config(cfg)
+        amp_dtype = autocast_dtype(fit.precision, device)
         probe = EpochProbe(dict(OmegaConf.to_container(cfg.model, resolve=True)), fit.batch_size, device,
-                           bare_seconds)
+                           bare_seconds, amp_dtype)
         with injected_splits(dataset):
             start = time.perf_counter()
             result = train(cfg, on_epoch_end=probe)
@@ -311,7 +313,8 @@ def run_ours(name: str, dataset, overrides: Sequence[str], shared: str, bare_sec
         tokens_per_second = float(result.metrics.get("tokens_per_second", 0.0))
         length = max(1, round(mean_padded))
         # Where the gap is: our model (embedding, both stacks, head) fwd+bwd alone vs the bare LSTM, alternated.
-        split = model_vs_bare(loaded.model, len(labels), encoder, fit.batch_size, length, device, bare_seconds)
+        split = model_vs_bare(loaded.model, len(labels), encoder, fit.batch_size, length, device, bare_seconds,
+                              amp_dtype=amp_dtype)
         return {
             **metrics,
             "reported_test_accuracy": result.metrics.get("test_accuracy"),
@@ -363,9 +366,13 @@ def timed_steps(step, device, seconds: float) -> tuple[int, float]:
 
 
 class BareLSTM:
-    """A bare nn.LSTM/GRU (same embed/hidden/layers/direction as ours) forward+backward on random (B, T, E) input."""
+    """A bare nn.LSTM/GRU (same embed/hidden/layers/direction as ours) forward+backward on random (B, T, E) input.
 
-    def __init__(self, encoder: dict[str, Any], batch_size: int, device):
+    `amp_dtype` runs it under the loop's autocast (bf16 on CPU): the like-for-like kernel rate, reported beside
+    the fp32 rate that the efficiency target is defined against.
+    """
+
+    def __init__(self, encoder: dict[str, Any], batch_size: int, device, amp_dtype=None):
         import torch
         from torch import nn
 
@@ -374,6 +381,7 @@ class BareLSTM:
         self.rnn = rnn_class(encoder["embed_dim"], encoder["hidden_dim"], num_layers=encoder["num_layers"],
                              batch_first=True, bidirectional=encoder["bidirectional"]).to(device)
         self.embed_dim, self.batch_size, self.device = encoder["embed_dim"], batch_size, device
+        self.amp_dtype = amp_dtype
 
     def tokens_per_second(self, length: int, seconds: float) -> float:
         """B*T positions per second at (batch_size, length)."""
@@ -383,8 +391,10 @@ class BareLSTM:
 
         def step() -> None:
             self.rnn.zero_grad(set_to_none=True)
-            out, _ = self.rnn(x)
-            out.sum().backward()
+            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.bfloat16,
+                                enabled=self.amp_dtype is not None):
+                out, _ = self.rnn(x)
+            out.float().sum().backward()
 
         steps, elapsed = timed_steps(step, self.device, seconds)
         return self.batch_size * length * steps / elapsed
@@ -396,12 +406,14 @@ class EpochProbe:
     The machines this runs on drift in speed by up to 2x over minutes (shared cores), so a bare rate timed once
     after training can belong to a faster or slower machine than the loop saw. Pairing each epoch with a bare
     timing taken seconds later and taking the median of the per-epoch ratios keeps both sides on one machine.
+    When the loop autocasts (`train.precision`), the bare LSTM is also timed under the same autocast.
     """
 
-    def __init__(self, encoder: dict[str, Any], batch_size: int, device, seconds_per_epoch: float):
+    def __init__(self, encoder: dict[str, Any], batch_size: int, device, seconds_per_epoch: float, amp_dtype=None):
         self.encoder, self.batch_size, self.device = encoder, batch_size, device
-        self.seconds_per_epoch = seconds_per_epoch
+        self.seconds_per_epoch, self.amp_dtype = seconds_per_epoch, amp_dtype
         self.bare: BareLSTM | None = None
+        self.bare_amp: BareLSTM | None = None
         self.epochs: list[dict[str, Any]] = []
         self.seconds = 0.0  # spent in the probe (the loop's own timings already leave it out)
 
@@ -409,13 +421,19 @@ class EpochProbe:
         start = time.perf_counter()
         if self.bare is None:
             self.bare = BareLSTM(self.encoder, self.batch_size, self.device)
+            if self.amp_dtype is not None:
+                self.bare_amp = BareLSTM(self.encoder, self.batch_size, self.device, self.amp_dtype)
         length = max(1, round(row["mean_padded_length"]))
         bare = self.bare.tokens_per_second(length, self.seconds_per_epoch)
         positions = row["train_positions_per_second"]
         with_val = positions * row["train_seconds"] / (row["train_seconds"] + row["val_seconds"])
-        self.epochs.append({"epoch": row["epoch"], "length": length, "loop_positions_per_second": positions,
-                            "loop_tokens_per_second": row["train_tokens_per_second"], "bare_tokens_per_second": bare,
-                            "ratio": positions / bare, "ratio_with_validation": with_val / bare})
+        epoch = {"epoch": row["epoch"], "length": length, "loop_positions_per_second": positions,
+                 "loop_tokens_per_second": row["train_tokens_per_second"], "bare_tokens_per_second": bare,
+                 "ratio": positions / bare, "ratio_with_validation": with_val / bare}
+        if self.bare_amp is not None:
+            bare_amp = self.bare_amp.tokens_per_second(length, self.seconds_per_epoch)
+            epoch.update(bare_amp_tokens_per_second=bare_amp, ratio_same_precision=positions / bare_amp)
+        self.epochs.append(epoch)
         self.seconds += time.perf_counter() - start
 
     def summary(self) -> dict[str, Any]:
@@ -423,17 +441,23 @@ class EpochProbe:
         if not self.epochs:
             return {"ratio": None}
         median = lambda key: float(np.median([e[key] for e in self.epochs]))  # noqa: E731
-        return {"ratio": median("ratio"), "ratio_with_validation": median("ratio_with_validation"),
-                "ours_tokens_per_second": median("loop_positions_per_second"),
-                "ours_real_tokens_per_second": median("loop_tokens_per_second"),
-                "bare_tokens_per_second": median("bare_tokens_per_second"),
-                "shape": [self.batch_size, int(np.median([e["length"] for e in self.epochs]))],
-                "per_epoch": self.epochs}
+        out = {"ratio": median("ratio"), "ratio_with_validation": median("ratio_with_validation"),
+               "ours_tokens_per_second": median("loop_positions_per_second"),
+               "ours_real_tokens_per_second": median("loop_tokens_per_second"),
+               "bare_tokens_per_second": median("bare_tokens_per_second"),
+               "shape": [self.batch_size, int(np.median([e["length"] for e in self.epochs]))],
+               "precision": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype is not None else "float32",
+               "per_epoch": self.epochs}
+        if self.bare_amp is not None:
+            out.update(ratio_same_precision=median("ratio_same_precision"),
+                       bare_amp_tokens_per_second=median("bare_amp_tokens_per_second"))
+        return out
 
 
 def model_vs_bare(model, classes: int, encoder: dict[str, Any], batch_size: int, length: int, device,
-                  seconds: float, rounds: int = 3) -> dict[str, Any]:
-    """Our whole model's fwd+bwd (train mode, random full-length ids) over the bare LSTM's, timed alternately."""
+                  seconds: float, rounds: int = 3, amp_dtype=None) -> dict[str, Any]:
+    """Our whole model's fwd+bwd (train mode, random full-length ids, the loop's autocast) over the fp32 bare
+    LSTM's, timed alternately."""
     import torch
     from torch.nn import functional as F
 
@@ -445,7 +469,9 @@ def model_vs_bare(model, classes: int, encoder: dict[str, Any], batch_size: int,
 
     def step() -> None:
         model.zero_grad(set_to_none=True)
-        F.cross_entropy(model(ids, lengths), targets).backward()
+        with torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
+            logits = model(ids, lengths)
+        F.cross_entropy(logits.float(), targets).backward()
 
     model.train()
     ratios, rates = [], []
@@ -455,6 +481,7 @@ def model_vs_bare(model, classes: int, encoder: dict[str, Any], batch_size: int,
         ratios.append(rates[-1] / bare.tokens_per_second(length, seconds / rounds))
     model.eval()
     return {"model_fwd_bwd_tokens_per_second": float(np.median(rates)), "model_vs_bare": float(np.median(ratios))}
+
 
 
 # -------------------------------------------------------------------------------------------------- peer
@@ -560,6 +587,9 @@ def efficiency_lines(results: dict[str, dict[str, Any]]) -> tuple[list[str], flo
         b, t = eff["shape"]
         split = (f"; with validation {eff['ratio_with_validation']:.2f}" if "ratio_with_validation" in eff else "")
         split += (f"; our model fwd+bwd alone / bare {eff['model_vs_bare']:.2f}" if "model_vs_bare" in eff else "")
+        if eff.get("ratio_same_precision") is not None:  # the loop autocast: also against a bare LSTM that does too
+            split += (f"; loop in {eff['precision']}: vs a {eff['precision']} bare LSTM "
+                      f"({eff['bare_amp_tokens_per_second']:,.0f} positions/s) {eff['ratio_same_precision']:.2f}")
         lines.append(f"{name}: {eff['ours_tokens_per_second']:,.0f} / {eff['bare_tokens_per_second']:,.0f} positions/s "
                      f"(bare B={b} x T={t}; medians over epochs, each paired with a bare timing) = "
                      f"{eff['ratio']:.2f}{split}")

@@ -18,15 +18,17 @@ class ConcatPooling(nn.Module):
         return 3 * states_dim
 
     def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # states past each length are zero (the Encoder's contract), so the mean needs no mask of its own.
         lengths = mask.sum(dim=1)  # (B,)
         rows = torch.arange(states.size(0), device=states.device)
         last = states[rows, lengths - 1]  # (B, H): forward direction ends at the last real token
         if self.bidirectional:
             # The backward direction ends at position 0.
             last = torch.cat([last[:, : self.hidden_dim], states[:, 0, self.hidden_dim:]], dim=1)
-        masked = states.masked_fill(~mask[:, :, None], float("-inf"))
-        max_pool = masked.max(dim=1).values  # (B, H)
-        mean_pool = (states * mask[:, :, None]).sum(dim=1) / lengths[:, None].clamp(min=1)  # (B, H)
+        # An additive (B, T, 1) -inf bias rather than masked_fill: same values, and its backward is a no-op.
+        padding = torch.zeros(mask.shape, dtype=states.dtype, device=states.device).masked_fill_(~mask, float("-inf"))
+        max_pool = (states + padding[:, :, None]).max(dim=1).values  # (B, H)
+        mean_pool = states.sum(dim=1) / lengths[:, None].clamp(min=1)  # (B, H)
         return torch.cat([last, max_pool, mean_pool], dim=1)  # (B, 3H)
 
 

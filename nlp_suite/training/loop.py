@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from nlp_suite.models.precision import autocast_dtype
 from nlp_suite.tasks.base import Task
 from nlp_suite.training.resume import ResumePoint, clear_resume, load_resume, save_resume
 
@@ -38,6 +39,7 @@ class FitConfig:
     grad_clip: float = 1.0  # max global gradient norm
     patience: int = 3  # epochs without validation improvement before stopping
     device: str = "auto"  # auto | cpu | cuda
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16: autocast dtype of training steps (weights stay fp32)
     seed: int = 0  # shuffling and initialisation
     progress: bool = True  # tqdm bar
     resume_dir: str | None = None  # where resumable state is saved; None = no resume
@@ -132,8 +134,8 @@ def fit(model: nn.Module, task: Task, config: FitConfig, on_epoch_end: EpochHook
     scheduler = torch.optim.lr_scheduler.OneCycleLR(  # warm up, then anneal: ULMFiT's slanted triangle, smoothed
         optimizer, max_lr=[g["lr"] for g in groups], total_steps=config.epochs * steps_per_epoch + 1,
         pct_start=0.25, anneal_strategy="cos")
-    use_amp = device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    amp_dtype = autocast_dtype(config.precision, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)  # bf16 needs no loss scaling
     fingerprint = config.fingerprint(task, model)
     point = ResumePoint(epoch=1, step_in_epoch=0, global_step=0, tokens=0, best_score=-math.inf, best_epoch=0,
                         stale=0, fingerprint=fingerprint)
@@ -163,7 +165,7 @@ def fit(model: nn.Module, task: Task, config: FitConfig, on_epoch_end: EpochHook
             if step < point.step_in_epoch:  # resumed mid-epoch: same order, skip what was done
                 continue
             batch = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
-            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+            with torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
                 loss = task.loss(model, batch)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()

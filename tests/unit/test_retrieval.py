@@ -47,8 +47,10 @@ def trained(tmp_path_factory):
     var = tmp_path_factory.mktemp("retrieval")
     url, _, classifier = train_reply_model(var)
     kb = write_kb(var / "kb.jsonl", {**FAQ, **DOCS})
+    # fp32: the paraphrase checks below sit at the edge of what this toy model learns (3 or 4 of the 4 rank first
+    # across seeds, in fp32 and bf16 alike), so they keep the exact training run they were written against.
     cfg = load_config(["task=retrieval", f"data.faq={kb}", "train.epochs=12", "train.patience=12",
-                       "task.passage_max_len=48", f"paths.var={var}", "train.progress=false"])
+                       "task.passage_max_len=48", f"paths.var={var}", "train.progress=false", "train.precision=fp32"])
     result = train_single_threaded(cfg)
     return url, kb, classifier, result
 

@@ -6,6 +6,7 @@ import json
 import random
 
 import numpy as np
+import torch
 import pytest
 from safetensors.torch import load_file, save_file
 
@@ -131,3 +132,30 @@ def test_epoch_rows_time_training_and_validation_and_the_hook_stays_outside(cfg_
         assert 1 <= row["mean_padded_length"] <= 64
     assert result.seconds <= wall - 0.9 * 0.3 * len(seen)
     assert result.seconds >= sum(row["train_seconds"] + row["val_seconds"] for row in result.history)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_training_precision_learns_and_saves_fp32_weights(cfg_factory, precision):
+    result = train(cfg_factory(f"train.precision={precision}"))
+    assert result.metrics["accuracy"] > 0.9
+    weights = load_file(f"{result.path}/model.safetensors")
+    assert weights and all(t.dtype == torch.float32 for t in weights.values() if t.is_floating_point())
+
+
+def test_autocast_dtype_choices_and_errors(monkeypatch):
+    from nlp_suite.models.precision import autocast_dtype
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert autocast_dtype("fp32", cpu) is None
+    assert autocast_dtype("bf16", cpu) == torch.bfloat16
+    assert autocast_dtype("auto", cuda) == torch.float16
+    with pytest.raises(ValueError, match="fp16 needs CUDA"):
+        autocast_dtype("fp16", cpu)
+    with pytest.raises(ValueError, match="auto, fp32, bf16 or fp16"):
+        autocast_dtype("half", cpu)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert autocast_dtype("auto", cpu) is None  # no native bf16: emulated bf16 would be slower than fp32
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    assert autocast_dtype("auto", cpu) == torch.bfloat16
+
