@@ -387,12 +387,13 @@ class BareLSTM:
         """B*T positions per second at (batch_size, length)."""
         import torch
 
+        from nlp_suite.models.precision import autocast
+
         x = torch.randn(self.batch_size, length, self.embed_dim, device=self.device)
 
         def step() -> None:
             self.rnn.zero_grad(set_to_none=True)
-            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.bfloat16,
-                                enabled=self.amp_dtype is not None):
+            with autocast(self.device, self.amp_dtype):
                 out, _ = self.rnn(x)
             out.float().sum().backward()
 
@@ -461,6 +462,8 @@ def model_vs_bare(model, classes: int, encoder: dict[str, Any], batch_size: int,
     import torch
     from torch.nn import functional as F
 
+    from nlp_suite.models.precision import autocast
+
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(1, max(2, encoder["vocab_size"]), (batch_size, length), generator=generator).to(device)
     lengths = torch.full((batch_size,), length, dtype=torch.long).to(device)
@@ -469,7 +472,7 @@ def model_vs_bare(model, classes: int, encoder: dict[str, Any], batch_size: int,
 
     def step() -> None:
         model.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
+        with autocast(device, amp_dtype):
             logits = model(ids, lengths)
         F.cross_entropy(logits.float(), targets).backward()
 

@@ -25,3 +25,8 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
         return torch.float16
     native_bf16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
     return torch.bfloat16 if device.type == "cpu" and native_bf16 else None
+
+
+def autocast(device: torch.device, amp_dtype: torch.dtype | None) -> torch.autocast:
+    """Autocast to `amp_dtype` (from `autocast_dtype`) on `device`; a disabled, no-op context for None (fp32)."""
+    return torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None)

@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from nlp_suite.models.precision import autocast_dtype
+from nlp_suite.models.precision import autocast, autocast_dtype
 from nlp_suite.training.checkpoint import sha256_file
 
 log = logging.getLogger(__name__)
@@ -111,11 +111,6 @@ class TransformerTeacher(nn.Module):
     def forward(self, texts: Sequence[str]) -> torch.Tensor:
         return self.head(self.sentence_embeddings(texts))  # (B, C)
 
-    def autocast(self) -> torch.autocast:
-        """The configured mixed precision (a no-op context for fp32)."""
-        return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.bfloat16,
-                              enabled=self.amp_dtype is not None)
-
     @torch.no_grad()
     def log_probs(self, texts: Sequence[str], batch_size: int = 128) -> np.ndarray:
         """(N, C) log-probabilities; texts sorted by length so batches pad little."""
@@ -133,7 +128,7 @@ class TransformerTeacher(nn.Module):
                    disable=not self.config.progress)
         for start in bar:
             rows = order[start:start + batch_size]
-            with self.autocast():
+            with autocast(self.device, self.amp_dtype):
                 pooled = self.sentence_embeddings([texts[i] for i in rows])  # (B, W)
                 logits = self.head(pooled)  # (B, C)
             out[rows] = F.log_softmax(logits.float(), dim=1).cpu().numpy()
@@ -168,7 +163,7 @@ class TransformerTeacher(nn.Module):
             bar = tqdm(self.batches(texts, generator), total=steps_per_epoch, desc=f"teacher epoch {epoch}/"
                        f"{config.epochs}", unit="batch", leave=False, disable=not config.progress)
             for rows in bar:
-                with self.autocast():
+                with autocast(self.device, self.amp_dtype):
                     logits = self([texts[i] for i in rows])  # (B, C)
                 loss = F.cross_entropy(logits.float(), targets[rows].to(self.device))
                 optimizer.zero_grad(set_to_none=True)

@@ -34,7 +34,6 @@ from safetensors.numpy import load_file, save_file
 from torch.nn import functional as F
 
 from nlp_suite.models.backbones import backbone_available
-from nlp_suite.models.precision import autocast_dtype
 from nlp_suite.models.teacher import (
     CheckpointTeacher,
     TransformerTeacher,
@@ -153,7 +152,7 @@ def build_teachers(config: DistillConfig, labels: list[str], data: dict[str, Any
         settings = TransformerTeacherConfig(**{"progress": progress, **config.teacher_train, "seed": int(seed)})
         teacher = TransformerTeacher(labels, settings, device, config.teacher, config.cache_dir, config.teacher_dir)
         # "auto" precision is resolved first: a bf16 teacher and an fp32 one are different teachers.
-        resolved = str(autocast_dtype(settings.precision, torch.device(device)) or "float32")
+        resolved = str(teacher.amp_dtype or torch.float32)
         identity = fingerprint(backbone, labels, {**{k: v for k, v in vars(settings).items() if k != "progress"},
                                                   "precision": resolved},
                                list(data["train"][0]), list(data["train"][1]), list(data["val"][0]),

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from nlp_suite.models.precision import autocast_dtype
+from nlp_suite.models.precision import autocast, autocast_dtype
 from nlp_suite.tasks.base import Task
 from nlp_suite.training.resume import ResumePoint, clear_resume, load_resume, save_resume
 
@@ -165,7 +165,7 @@ def fit(model: nn.Module, task: Task, config: FitConfig, on_epoch_end: EpochHook
             if step < point.step_in_epoch:  # resumed mid-epoch: same order, skip what was done
                 continue
             batch = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
-            with torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
+            with autocast(device, amp_dtype):
                 loss = task.loss(model, batch)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
