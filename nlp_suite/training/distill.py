@@ -41,6 +41,7 @@ from nlp_suite.models.teacher import (
     ensemble_log_probs,
     fingerprint,
 )
+from nlp_suite.text.augment import AugmentConfig, augment_texts
 from nlp_suite.training.checkpoint import sha256_file
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,8 @@ class DistillConfig:
     hint_weight: float = 0.0  # weight of the sentence-embedding regression term (0 = off)
     hint_components: int = 128  # principal components of the teacher's embeddings the student regresses
     init_embeddings: bool = False  # start the student's token embeddings from the teacher's (Model2Vec-style)
+    augment: dict[str, Any] = field(default_factory=dict)  # text/augment.py AugmentConfig: noisy variants of the
+    # labelled texts added to the transfer set (Tang et al. 2019); copies: 0 = none
 
     @classmethod
     def from_config(cls, node: Any) -> "DistillConfig":
@@ -89,6 +92,7 @@ class DistillConfig:
         if config.hint_weight < 0 or config.hint_components < 1:
             raise ValueError(f"distill.hint_weight must be >= 0 and hint_components >= 1 (got {config.hint_weight}, "
                              f"{config.hint_components})")
+        AugmentConfig.from_dict(config.augment)  # checked here: a typo fails before the teacher fine-tunes
         if not 0.0 <= config.alpha <= 1.0 or config.temperature <= 0:
             raise ValueError(f"distill.alpha must be in [0, 1] and temperature > 0 (got {config.alpha}, "
                              f"{config.temperature})")
@@ -250,6 +254,13 @@ def attach(task: Any, data: dict[str, Any], cfg: DictConfig) -> tuple[dict[str, 
     evaluation = {text for split, part in data.items() if split != "train" for text in part[0]}
     transfer, counts = transfer_texts(config, Path(str(cfg.paths.shared_data)), evaluation | set(train_texts),
                                       int(cfg.seed))
+    augmented = augment_texts(train_texts, AugmentConfig.from_dict(config.augment), int(cfg.seed),
+                              exclude=evaluation | set(transfer))
+    if augmented:
+        counts["augmented_train_variants"] = len(augmented)
+        log.info("augmentation: %d variants of %d labelled texts added to the transfer set", len(augmented),
+                 len(train_texts))
+    transfer = transfer + augmented
     teachers = build_teachers(config, labels, data, progress=bool(cfg.train.get("progress", True)))
     teacher_seconds = time.perf_counter() - start
     soft, embeddings = label_texts(teachers, train_texts + transfer, Path(config.cache_dir),

@@ -319,3 +319,49 @@ def test_embedding_init_gives_each_token_the_teachers_vector_of_its_text():
     design = torch.cat([vectors, torch.ones(len(rows), 1, dtype=torch.float64)], dim=1)
     solution = torch.linalg.lstsq(design, weight[rows].double()).solution
     assert torch.allclose(design @ solution, weight[rows].double(), atol=1e-3)
+
+
+def test_augmented_variants_are_seeded_distinct_and_never_originals_or_excluded():
+    from nlp_suite.text.augment import AugmentConfig, augment_texts
+
+    texts = ["my card has not arrived yet", "how do I top up my account", "the app keeps crashing on login"]
+    config = AugmentConfig(copies=6)
+    variants = augment_texts(texts, config, seed=0, exclude={"my card has not arrived"})
+    assert variants == [v for v in augment_texts(texts, config, seed=0) if v != "my card has not arrived"]
+    assert augment_texts(texts, config, seed=1) != variants
+    assert len(variants) == len(set(variants)) and not set(variants) & set(texts)
+    assert 0 < len(variants) <= 6 * len(texts)
+    words = {w for t in texts for w in t.split()}
+    assert all(set(v.split()) <= words for v in variants)  # replacements come from the texts' own words
+    # Only n-grams of one word: every variant is a single word.
+    assert all(len(v.split()) == 1 for v in augment_texts(texts, AugmentConfig(copies=3, ngram_prob=1.0,
+                                                                              max_ngram=1), seed=0))
+    # No noise at all reproduces the originals, which are left out: nothing to add.
+    assert augment_texts(texts, AugmentConfig(copies=3, delete_prob=0, replace_prob=0, ngram_prob=0), seed=0) == []
+    assert augment_texts(texts, AugmentConfig(copies=0), seed=0) == []
+
+
+def test_augment_config_errors_name_the_key():
+    with pytest.raises(ValueError, match=r"distill.augment: unknown keys \['copes'\]"):
+        DistillConfig.from_config({"enabled": True, "augment": {"copes": 3}})
+    with pytest.raises(ValueError, match="distill.augment.delete_prob must be in"):
+        DistillConfig.from_config({"enabled": True, "augment": {"delete_prob": 1.5}})
+    with pytest.raises(ValueError, match="copies must be >= 0"):
+        DistillConfig.from_config({"enabled": True, "augment": {"copies": -1}})
+
+
+def test_augmented_variants_join_the_transfer_set_labelled_by_the_teacher(tmp_path):
+    teacher_data, student_data = tmp_path / "teacher.csv", tmp_path / "student.csv"
+    write_rows(teacher_data, {label: SEEN[label] + UNSEEN[label] for label in SEEN}, 300, seed=1)
+    write_rows(student_data, SEEN, 200, seed=2)
+    base = [f"paths.var={tmp_path}", "train.epochs=2", "model.vocab_size=300", "train.progress=false"]
+    teacher_cfg = load_config([*base, f"data.sentiment.path={teacher_data}"])
+    migrate.upgrade(db_url(teacher_cfg))
+    teacher = train_single_threaded(teacher_cfg)
+    student = train_single_threaded(load_config(
+        [*base, f"data.sentiment.path={student_data}", "distill=minilm", "distill.teacher=checkpoint",
+         f"distill.teacher_paths=[{teacher.path}]", "distill.transfer=[]", "distill.augment.copies=3",
+         f"distill.cache_dir={tmp_path / 'teachers'}"]))
+    report = student.distillation
+    variants = report["transfer_sources"]["augmented_train_variants"]
+    assert variants == report["transfer_rows"] and variants > report["labelled_rows"]
