@@ -10,7 +10,7 @@ deletion that changes the meaning changes the soft target too.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -45,9 +45,6 @@ class AugmentConfig:
                              f"{config.max_ngram})")
         return config
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 def augment_texts(texts: list[str], config: AugmentConfig, seed: int, exclude: set[str] = frozenset()
                   ) -> list[str]:
@@ -59,23 +56,25 @@ def augment_texts(texts: list[str], config: AugmentConfig, seed: int, exclude: s
     sentences = [text.split() for text in texts]
     vocabulary, counts = np.unique(np.array([w for words in sentences for w in words] or [""], dtype=object),
                                    return_counts=True)
-    unigram = counts / counts.sum()
+    # Cumulative unigram distribution, built once: what rng.choice(p=...) would rebuild on every call (same draws).
+    cdf = np.cumsum(counts / counts.sum())
+    cdf /= cdf[-1]
     seen = set(texts) | set(exclude)
     out: list[str] = []
     for words in sentences:
         for _ in range(config.copies):
-            variant = _vary(words, rng, vocabulary, unigram, config)
+            variant = _vary(words, rng, vocabulary, cdf, config)
             if variant and variant not in seen:
                 seen.add(variant)
                 out.append(variant)
     return out
 
 
-def _vary(words: list[str], rng: np.random.Generator, vocabulary: np.ndarray, unigram: np.ndarray,
+def _vary(words: list[str], rng: np.random.Generator, vocabulary: np.ndarray, cdf: np.ndarray,
           config: AugmentConfig) -> str:
     """One variant of a word list: per-word delete / replace, then maybe an n-gram of it."""
     draw = rng.random(len(words))
-    replacements = vocabulary[rng.choice(len(vocabulary), size=len(words), p=unigram)]
+    replacements = vocabulary[cdf.searchsorted(rng.random(len(words)), side="right")]
     kept = [replacement if d < config.replace_prob else word
             for word, d, replacement in zip(words, draw, replacements)
             if not config.replace_prob <= d < config.replace_prob + config.delete_prob]

@@ -71,8 +71,8 @@ class DistillConfig:
     hint_weight: float = 0.0  # weight of the sentence-embedding regression term (0 = off)
     hint_components: int = 128  # principal components of the teacher's embeddings the student regresses
     init_embeddings: bool = False  # start the student's token embeddings from the teacher's (Model2Vec-style)
-    augment: dict[str, Any] = field(default_factory=dict)  # text/augment.py AugmentConfig: noisy variants of the
-    # labelled texts added to the transfer set (Tang et al. 2019); copies: 0 = none
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # noisy variants of the labelled texts added to
+    # the transfer set (Tang et al. 2019; text/augment.py); copies: 0 = none
 
     @classmethod
     def from_config(cls, node: Any) -> "DistillConfig":
@@ -80,7 +80,8 @@ class DistillConfig:
         unknown = set(values) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"distill: unknown keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
-        config = cls(**values)
+        # The augmentation settings are checked here: a typo fails before the teacher fine-tunes.
+        config = cls(**{**values, "augment": AugmentConfig.from_dict(values.get("augment"))})
         if config.teacher not in (*TRANSFORMER_TEACHERS, "checkpoint"):
             raise ValueError(f"distill.teacher={config.teacher!r}: use minilm, mpnet, local or checkpoint")
         if config.teacher == "local" and not config.teacher_dir:
@@ -92,7 +93,6 @@ class DistillConfig:
         if config.hint_weight < 0 or config.hint_components < 1:
             raise ValueError(f"distill.hint_weight must be >= 0 and hint_components >= 1 (got {config.hint_weight}, "
                              f"{config.hint_components})")
-        AugmentConfig.from_dict(config.augment)  # checked here: a typo fails before the teacher fine-tunes
         if not 0.0 <= config.alpha <= 1.0 or config.temperature <= 0:
             raise ValueError(f"distill.alpha must be in [0, 1] and temperature > 0 (got {config.alpha}, "
                              f"{config.temperature})")
@@ -254,8 +254,7 @@ def attach(task: Any, data: dict[str, Any], cfg: DictConfig) -> tuple[dict[str, 
     evaluation = {text for split, part in data.items() if split != "train" for text in part[0]}
     transfer, counts = transfer_texts(config, Path(str(cfg.paths.shared_data)), evaluation | set(train_texts),
                                       int(cfg.seed))
-    augmented = augment_texts(train_texts, AugmentConfig.from_dict(config.augment), int(cfg.seed),
-                              exclude=evaluation | set(transfer))
+    augmented = augment_texts(train_texts, config.augment, int(cfg.seed), exclude=evaluation | set(transfer))
     if augmented:
         counts["augmented_train_variants"] = len(augmented)
         log.info("augmentation: %d variants of %d labelled texts added to the transfer set", len(augmented),
