@@ -20,6 +20,11 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
             raise ValueError("precision fp16 needs CUDA; use bf16 or fp32 on CPU")
         return torch.float16
     if precision == "bf16":
+        if device.type == "cpu" and not torch.cpu._is_avx512_supported():
+            # oneDNN's bf16 LSTM has no kernel below AVX-512: it fails at the first step with an opaque
+            # "could not create a primitive descriptor" (seen on AVX2-only AMD EPYC machines here).
+            raise ValueError("precision bf16 needs a CPU with AVX-512 (oneDNN's bf16 LSTM); this CPU has none: "
+                             "use precision auto or fp32")
         return torch.bfloat16
     if device.type == "cuda":
         return torch.float16

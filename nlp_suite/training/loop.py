@@ -35,6 +35,8 @@ class FitConfig:
     lr: float = 3e-3  # peak learning rate of the one-cycle schedule
     encoder_lr_factor: float = 1.0  # encoder lr = lr * factor (discriminative lr; < 1 when fine-tuning)
     freeze_encoder_epochs: int = 0  # encoder frozen for this many first epochs; -1 = always (adapter/head only)
+    freeze_embeddings: bool = False  # token embeddings never train (e.g. teacher-initialised ones); saves their
+                                     # gradient, clipping and AdamW update, and the first layer's input gradient
     weight_decay: float = 0.01  # AdamW decoupled weight decay
     grad_clip: float = 1.0  # max global gradient norm
     patience: int = 3  # epochs without validation improvement before stopping
@@ -101,13 +103,17 @@ def parameter_groups(model: nn.Module, lr: float, encoder_lr_factor: float) -> l
     return [group for group in groups if group["params"]]
 
 
-def set_encoder_frozen(model: nn.Module, frozen: bool) -> float:
-    """Freeze or unfreeze the encoder (its adapters always train); returns the share of parameters left trainable."""
+def set_encoder_frozen(model: nn.Module, frozen: bool, freeze_embeddings: bool = False) -> float:
+    """Freeze or unfreeze the encoder (its adapters always train; its token embeddings stay frozen with
+    `freeze_embeddings`); returns the share of parameters left trainable."""
     encoder = getattr(model, "encoder", None)
     if encoder is not None:
         encoder.requires_grad_(not frozen)
         for parameter in adapter_parameters(encoder):
             parameter.requires_grad_(True)  # adapters exist to be trained while the pretrained weights are frozen
+        embedding = getattr(encoder, "embedding", None)
+        if freeze_embeddings and embedding is not None:
+            embedding.weight.requires_grad_(False)
     total = sum(p.numel() for p in model.parameters())
     return sum(p.numel() for p in model.parameters() if p.requires_grad) / max(total, 1)
 
@@ -153,7 +159,7 @@ def fit(model: nn.Module, task: Task, config: FitConfig, on_epoch_end: EpochHook
     start, trainable, hook_seconds = time.perf_counter(), 1.0, 0.0
     for epoch in range(point.epoch, config.epochs + 1):
         frozen = config.freeze_encoder_epochs < 0 or epoch <= config.freeze_encoder_epochs
-        trainable = set_encoder_frozen(model, frozen)
+        trainable = set_encoder_frozen(model, frozen, config.freeze_embeddings)
         epoch_generator_state = generator.get_state()
         batches = task.batches("train", config.batch_size, shuffle=True, generator=generator)
         model.train()

@@ -134,7 +134,11 @@ def test_epoch_rows_time_training_and_validation_and_the_hook_stays_outside(cfg_
     assert result.seconds >= sum(row["train_seconds"] + row["val_seconds"] for row in result.history)
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+NO_AVX512 = pytest.mark.skipif(not torch.cpu._is_avx512_supported(),
+                               reason="this CPU has no AVX-512: oneDNN has no bf16 LSTM kernel here")
+
+
+@pytest.mark.parametrize("precision", ["fp32", pytest.param("bf16", marks=NO_AVX512)])
 def test_training_precision_learns_and_saves_fp32_weights(cfg_factory, precision):
     result = train(cfg_factory(f"train.precision={precision}"))
     assert result.metrics["accuracy"] > 0.9
@@ -147,7 +151,12 @@ def test_autocast_dtype_choices_and_errors(monkeypatch):
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert autocast_dtype("fp32", cpu) is None
+    monkeypatch.setattr(torch.cpu, "_is_avx512_supported", lambda: True)
     assert autocast_dtype("bf16", cpu) == torch.bfloat16
+    monkeypatch.setattr(torch.cpu, "_is_avx512_supported", lambda: False)
+    with pytest.raises(ValueError, match="bf16 needs a CPU with AVX-512"):
+        autocast_dtype("bf16", cpu)
+    assert autocast_dtype("bf16", cuda) == torch.bfloat16  # the CPU's ISA does not matter on CUDA
     assert autocast_dtype("auto", cuda) == torch.float16
     with pytest.raises(ValueError, match="fp16 needs CUDA"):
         autocast_dtype("fp16", cpu)
