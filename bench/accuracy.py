@@ -336,7 +336,8 @@ def summarize_distillation(report: dict[str, Any]) -> dict[str, Any] | None:
     if not report:
         return None
     teachers = [{"best_val": t.get("best_val"), "train_seconds": t.get("train_seconds"),
-                 "cached": "loaded_from_cache" in t} for t in report.get("teacher_reports", [])]
+                 "cached": "loaded_from_cache" in t, "probe": bool(t.get("probe"))}
+                for t in report.get("teacher_reports", [])]
     keep = ("teacher", "members", "alpha", "temperature", "labelled_rows", "transfer_rows", "transfer_sources",
             "teacher_train_agreement", "seconds", "teacher_seconds")
     return {**{k: report.get(k) for k in keep}, "teachers": teachers}
@@ -612,7 +613,8 @@ def distillation_lines(results: dict[str, dict[str, Any]]) -> list[str]:
         if not report:
             continue
         teachers = ", ".join(
-            f"val acc {t['best_val']['accuracy']:.3f} / F1 {t['best_val']['macro_f1']:.3f}"
+            ("linear probe " if t.get("probe") else "")
+            + f"val acc {t['best_val']['accuracy']:.3f} / F1 {t['best_val']['macro_f1']:.3f}"
             + (" (cached)" if t["cached"] else f" in {t['train_seconds']:.0f} s")
             for t in report["teachers"] if t.get("best_val")) or "checkpoint teacher"
         teacher = TEACHER_NAMES.get(report.get("teacher") or "minilm", report.get("teacher"))

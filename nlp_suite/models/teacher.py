@@ -4,6 +4,9 @@
   extra ``[peer]``; all-mpnet-base-v2, extra ``[teacher-mpnet]``; or a local folder) fine-tuned end to end with a
   linear head on mean-pooled token states. Fine-tuned weights are saved as
   safetensors + JSON, so a second run with the same labelled data and settings loads instead of retraining.
+* `ProbeTeacher`: a linear probe: the backbone frozen, logistic regression on its normalised sentence embeddings
+  (the bench's MiniLM peer as a teacher). On intent data it can beat the fine-tuned backbone (Banking77: the
+  MiniLM peer 93.10 test accuracy), and it errs differently, which is what an ensemble member should do.
 * `CheckpointTeacher`: any classification model of this suite (a bigger LSTM, a model from another run).
 
 Several teachers form an ensemble: their log-probabilities are averaged (`ensemble_log_probs`).
@@ -16,7 +19,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -219,6 +222,103 @@ class TransformerTeacher(nn.Module):
         self.load_state_dict(load_file(str(weights), device=str(self.device)))
         self.report = {**manifest.get("report", {}), "loaded_from_cache": str(directory)}
         return True
+
+
+class ProbeTeacher:
+    """Logistic regression on frozen, L2-normalised sentence embeddings; C picked on validation macro-F1."""
+
+    def __init__(self, labels: Sequence[str], embed: Callable[[Sequence[str]], np.ndarray],
+                 c_grid: Sequence[float] = (1.0, 3.0, 10.0, 30.0), description: str = ""):
+        if not c_grid or min(c_grid) <= 0:
+            raise ValueError(f"distill.probe_c must list positive regularisation strengths C (got {list(c_grid)})")
+        self.labels = list(labels)
+        self.embed = embed  # texts -> (N, W) float32 normalised embeddings of the frozen backbone
+        self.c_grid = [float(c) for c in c_grid]
+        self.description = description
+        self.weight = np.zeros((0, 0), dtype=np.float32)  # (C, W)
+        self.bias = np.zeros(0, dtype=np.float32)  # (C,)
+        self.report: dict[str, Any] = {}
+        self.identity = ""
+
+    def fit(self, train: tuple[Sequence[str], Sequence[str]], val: tuple[Sequence[str], Sequence[str]]
+            ) -> dict[str, Any]:
+        """One LogisticRegression per C on the train embeddings; the best on validation macro-F1 is kept."""
+        from sklearn.linear_model import LogisticRegression
+
+        from nlp_suite.tasks.classification import classification_metrics
+
+        start = time.perf_counter()
+        index = {label: i for i, label in enumerate(self.labels)}
+        x_train, y_train = self.embed(list(train[0])), np.array([index[y] for y in train[1]])
+        x_val, y_val = self.embed(list(val[0])), np.array([index[y] for y in val[1]])
+        history, best = [], None
+        for c in self.c_grid:
+            model = LogisticRegression(C=c, max_iter=3000).fit(x_train, y_train)
+            weight = np.zeros((len(self.labels), x_train.shape[1]), dtype=np.float32)
+            bias = np.full(len(self.labels), -1e4, dtype=np.float32)  # a label absent from train is never predicted
+            if len(model.classes_) == 2:  # sklearn keeps one row for two classes: logits (0, w.x + b)
+                weight[model.classes_[1]], bias[model.classes_] = model.coef_[0], (0.0, model.intercept_[0])
+            else:
+                weight[model.classes_], bias[model.classes_] = model.coef_, model.intercept_
+            predicted = (x_val @ weight.T + bias).argmax(axis=1)
+            history.append({"C": c, **classification_metrics(y_val, predicted)})
+            log.info("probe C=%g: %s", c, history[-1])
+            if best is None or history[-1]["macro_f1"] > best[0]:
+                best = (history[-1]["macro_f1"], weight, bias)
+        self.weight, self.bias = best[1], best[2]
+        self.report = {"probe": self.description, "history": history,
+                       "best_val": max(history, key=lambda row: row["macro_f1"]),
+                       "train_seconds": round(time.perf_counter() - start, 1), "train_rows": len(y_train)}
+        return self.report
+
+    def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(N, C) log-probabilities and the (N, W) float16 frozen embeddings (the hint targets)."""
+        x = self.embed(list(texts)).astype(np.float32)  # (N, W)
+        logits = x @ self.weight.T + self.bias  # (N, C)
+        log_probs = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+        return log_probs.astype(np.float32), x.astype(np.float16)
+
+    def log_probs(self, texts: Sequence[str]) -> np.ndarray:
+        return self.encode(texts)[0]
+
+    def save(self, directory: Path, identity: str) -> None:
+        """probe.safetensors (weight, bias) + probe.json (labels, identity, report, sha256 of the weights)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        weights = directory / "probe.safetensors"
+        save_file({"weight": torch.from_numpy(self.weight), "bias": torch.from_numpy(self.bias)}, str(weights))
+        manifest = {"identity": identity, "labels": self.labels, "c_grid": self.c_grid, "report": self.report,
+                    "sha256": sha256_file(weights)}
+        (directory / "probe.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+
+    def load(self, directory: Path, identity: str) -> bool:
+        """Load a saved probe when it matches `identity`, the labels and its sha256; False otherwise."""
+        weights, manifest_path = directory / "probe.safetensors", directory / "probe.json"
+        if not (weights.exists() and manifest_path.exists()):
+            return False
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        if (manifest.get("identity") != identity or manifest.get("labels") != self.labels
+                or manifest.get("sha256") != sha256_file(weights)):
+            log.warning("ignoring cached probe in %s: identity, labels or checksum differs", directory)
+            return False
+        tensors = load_file(str(weights))
+        self.weight, self.bias = tensors["weight"].numpy(), tensors["bias"].numpy()
+        self.report = {**manifest.get("report", {}), "loaded_from_cache": str(directory)}
+        return True
+
+
+def frozen_embedder(backbone: str, device: str, cache_dir: str | Path, local_dir: str | None = None,
+                    max_len: int = 64, progress: bool = True) -> Callable[[Sequence[str]], np.ndarray]:
+    """texts -> (N, W) L2-normalised sentence embeddings of a frozen backbone (models/backbones.py)."""
+    from nlp_suite.models.backbones import load_sentence_model
+
+    model = load_sentence_model(backbone, device, Path(cache_dir), local_dir)
+    model.max_seq_length = max_len
+
+    def embed(texts: Sequence[str]) -> np.ndarray:
+        return model.encode(list(texts), batch_size=128, normalize_embeddings=True, convert_to_numpy=True,
+                            show_progress_bar=progress and len(texts) > 1000).astype(np.float32)
+
+    return embed
 
 
 class CheckpointTeacher:

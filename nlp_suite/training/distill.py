@@ -36,10 +36,12 @@ from torch.nn import functional as F
 from nlp_suite.models.backbones import backbone_available
 from nlp_suite.models.teacher import (
     CheckpointTeacher,
+    ProbeTeacher,
     TransformerTeacher,
     TransformerTeacherConfig,
     ensemble_log_probs,
     fingerprint,
+    frozen_embedder,
 )
 from nlp_suite.text.augment import AugmentConfig, augment_texts
 from nlp_suite.training.checkpoint import sha256_file
@@ -71,6 +73,8 @@ class DistillConfig:
     hint_weight: float = 0.0  # weight of the sentence-embedding regression term (0 = off)
     hint_components: int = 128  # principal components of the teacher's embeddings the student regresses
     init_embeddings: bool = False  # start the student's token embeddings from the teacher's (Model2Vec-style)
+    probe: bool = False  # also a linear probe (frozen backbone + logistic regression) as one more ensemble member
+    probe_c: list[float] = field(default_factory=lambda: [1.0, 3.0, 10.0, 30.0])  # its C candidates (val macro-F1)
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # noisy variants of the labelled texts added to
     # the transfer set (Tang et al. 2019; text/augment.py); copies: 0 = none
 
@@ -88,6 +92,13 @@ class DistillConfig:
             raise ValueError("distill.teacher=local needs distill.teacher_dir (a sentence-transformers folder)")
         if config.teacher == "checkpoint" and not config.teacher_paths:
             raise ValueError("distill.teacher=checkpoint needs distill.teacher_paths (trained model folders)")
+        if config.probe and config.teacher == "checkpoint":
+            raise ValueError("distill.probe needs a transformer backbone (teacher=minilm, mpnet or local), not "
+                             "teacher=checkpoint")
+        if config.teacher != "checkpoint" and not config.seeds and not config.probe:
+            raise ValueError("distill.seeds is empty and distill.probe is off: the teacher ensemble has no member")
+        if config.probe and (not config.probe_c or min(config.probe_c) <= 0):
+            raise ValueError(f"distill.probe_c must list positive C values (got {config.probe_c})")
         if config.loss not in DISTILL_LOSSES:
             raise ValueError(f"distill.loss={config.loss!r}: use one of {', '.join(DISTILL_LOSSES)}")
         if config.hint_weight < 0 or config.hint_components < 1:
@@ -151,7 +162,7 @@ def build_teachers(config: DistillConfig, labels: list[str], data: dict[str, Any
         raise RuntimeError(f"the {config.teacher} teacher backbone is unavailable: {why}")
     backbone = (config.teacher if config.teacher != "local"  # a local folder is known by its weights (hashed once)
                 else f"local:{sha256_file(Path(str(config.teacher_dir)) / 'model.safetensors')}")
-    teachers = []
+    teachers: list[Any] = []
     for seed in config.seeds:
         settings = TransformerTeacherConfig(**{"progress": progress, **config.teacher_train, "seed": int(seed)})
         teacher = TransformerTeacher(labels, settings, device, config.teacher, config.cache_dir, config.teacher_dir)
@@ -171,7 +182,29 @@ def build_teachers(config: DistillConfig, labels: list[str], data: dict[str, Any
             teacher.save(folder, identity)
         teacher.identity = identity
         teachers.append(teacher)
+    if config.probe:
+        teachers.append(build_probe(config, backbone, labels, data, device, progress))
     return teachers
+
+
+def build_probe(config: DistillConfig, backbone: str, labels: list[str], data: dict[str, Any], device: str,
+                progress: bool) -> ProbeTeacher:
+    """The linear-probe member: fit on the frozen backbone's embeddings of the train split, or loaded from cache."""
+    max_len = int(config.teacher_train.get("max_len", TransformerTeacherConfig.max_len))
+    embed = frozen_embedder(config.teacher, device, config.cache_dir, config.teacher_dir, max_len, progress)
+    probe = ProbeTeacher(labels, embed, config.probe_c, description=f"{config.teacher} frozen + logistic regression")
+    identity = fingerprint("probe", backbone, labels, probe.c_grid, max_len, list(data["train"][0]),
+                           list(data["train"][1]), list(data["val"][0]), list(data["val"][1]))
+    folder = Path(config.cache_dir) / f"probe-{config.teacher}-{identity[:16]}"
+    if probe.load(folder, identity):
+        log.info("probe teacher: loaded from %s", folder)
+    else:
+        log.info("probe teacher: logistic regression on frozen %s embeddings of %d labelled texts", config.teacher,
+                 len(data["train"][0]))
+        probe.fit(data["train"], data["val"])
+        probe.save(folder, identity)
+    probe.identity = identity
+    return probe
 
 
 def label_texts(teachers: list[Any], texts: list[str], cache_dir: Path, embeddings: bool = False
