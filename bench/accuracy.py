@@ -568,7 +568,8 @@ def table_rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
             extra = [("skipped" if "skipped" in distilled else metric.fmt(distilled.get(metric.key)))
                      ] if distilled_column else []
             rows.append([
-                name if first else "", metric.label, metric.fmt(ours.get(metric.key)), *extra,
+                name if first else "", metric.label,
+                "skipped" if "skipped" in ours else metric.fmt(ours.get(metric.key)), *extra,
                 metric.fmt(tfidf.get(metric.key)),
                 metric.fmt(peer.get(metric.key)) if "skipped" not in peer else "skipped",
                 anchors_text(metric), target_text(metric, best_lstm(found, metric.key)),
@@ -727,6 +728,9 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{QUICK_LIMIT}); the same rows for every method")
     parser.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True,
                         help="MiniLM peer (skipped with a reason when the [peer] extra is not installed)")
+    parser.add_argument("--scratch", action=argparse.BooleanOptionalAction, default=True,
+                        help="the LSTM trained from scratch (--no-scratch: only the distilled one, when comparing "
+                             "distillation settings; no efficiency row then)")
     parser.add_argument("--distill", action=argparse.BooleanOptionalAction, default=False,
                         help="also train a distilled LSTM (distill=minilm; needs the [peer] extra; slow the first "
                              "time: the teacher fine-tunes on 2 cores for ~10-40 min per dataset)")
@@ -782,8 +786,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         found: dict[str, Any] = {"rows": {k: len(v) for k, v in dataset.splits.items()}, "protocol": PROTOCOLS[name]}
         print(f"[{name}] TF-IDF ({found['rows']})", file=sys.stderr, flush=True)
         found["tfidf"] = run_tfidf(name, dataset)
-        print(f"[{name}] LSTM via train(cfg)", file=sys.stderr, flush=True)
-        found["ours"] = run_ours(name, dataset, overrides, shared, bare_seconds)
+        if args.scratch:
+            print(f"[{name}] LSTM via train(cfg)", file=sys.stderr, flush=True)
+            found["ours"] = run_ours(name, dataset, overrides, shared, bare_seconds)
+        else:
+            found["ours"] = {"skipped": "disabled (--no-scratch)"}
         if why_no_peer is None:
             print(f"[{name}] MiniLM peer", file=sys.stderr, flush=True)
             try:
@@ -807,9 +814,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"[{name}] distilled LSTM (teacher cache {args.teacher_cache})", file=sys.stderr, flush=True)
                 found["distilled"] = run_ours(name, dataset, distill_overrides, shared, bare_seconds)
         results[name] = found
-        ours = found["ours"]
-        print(f"[{name}] ours {ours.get('accuracy'):.3f} acc in {ours['wall_seconds']:.0f} s; "
-              f"TF-IDF {found['tfidf']['accuracy']:.3f}", file=sys.stderr, flush=True)
+        done = "; ".join(f"{who} {found[who]['accuracy']:.3f} acc in {found[who]['wall_seconds']:.0f} s"
+                         for who in ("ours", "distilled") if "accuracy" in (found.get(who) or {}))
+        print(f"[{name}] {done + '; ' if done else ''}TF-IDF {found['tfidf']['accuracy']:.3f}", file=sys.stderr,
+              flush=True)
 
     report = {
         "command": shlex.join(["python", "bench/accuracy.py", *(argv if argv is not None else sys.argv[1:])]),

@@ -55,3 +55,16 @@ def test_quick_benchmark_prints_anchors_and_writes_json(tmp_path):
     assert ours["accuracy"] == pytest.approx(ours["reported_test_accuracy"])
     markdown = (out / "accuracy.md").read_text(encoding="utf-8")
     assert "| fpb_50agree | accuracy |" in markdown and "FinBERT 0.860" in markdown
+
+
+def test_no_scratch_skips_the_scratch_lstm_and_says_so(tmp_path):
+    out = tmp_path / "results"
+    env = {**os.environ, "NLP_SUITE_VAR": str(tmp_path / "var"), "HF_HUB_OFFLINE": "1", "COLUMNS": "240"}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "accuracy.py"), "--quick", "--datasets", "fpb_50agree", "--no-peer",
+         "--no-scratch", "--out", str(out), "--shared-data", str(SHARED_DATA)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    found = json.loads((out / "accuracy.json").read_text(encoding="utf-8"))["datasets"]["fpb_50agree"]
+    assert found["ours"] == {"skipped": "disabled (--no-scratch)"} and 0.0 <= found["tfidf"]["accuracy"] <= 1.0
+    assert "| fpb_50agree | accuracy | skipped |" in (out / "accuracy.md").read_text(encoding="utf-8")
