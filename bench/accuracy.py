@@ -339,7 +339,7 @@ def summarize_distillation(report: dict[str, Any]) -> dict[str, Any] | None:
                  "cached": "loaded_from_cache" in t, "probe": bool(t.get("probe"))}
                 for t in report.get("teacher_reports", [])]
     keep = ("teacher", "members", "alpha", "temperature", "labelled_rows", "transfer_rows", "transfer_sources",
-            "teacher_train_agreement", "seconds", "teacher_seconds")
+            "teacher_train_agreement", "seconds", "teacher_seconds", "ensemble_val")
     return {**{k: report.get(k) for k in keep}, "teachers": teachers}
 
 
@@ -619,6 +619,9 @@ def distillation_lines(results: dict[str, dict[str, Any]]) -> list[str]:
             + (" (cached)" if t["cached"] else f" in {t['train_seconds']:.0f} s")
             for t in report["teachers"] if t.get("best_val")) or "checkpoint teacher"
         teacher = TEACHER_NAMES.get(report.get("teacher") or "minilm", report.get("teacher"))
+        ensemble = report.get("ensemble_val")
+        if ensemble:
+            teachers += f"; ensemble val acc {ensemble['accuracy']:.3f} / F1 {ensemble['macro_f1']:.3f}"
         lines.append(f"{name}: teacher {teacher} x{report['members']} ({teachers}); {report['labelled_rows']:,} "
                      f"labelled + {report['transfer_rows']:,} transfer rows; teacher + labelling "
                      f"{report['seconds']:.0f} s; student wall {distilled['wall_seconds']:.0f} s "

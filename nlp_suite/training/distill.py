@@ -295,6 +295,7 @@ def attach(task: Any, data: dict[str, Any], cfg: DictConfig) -> tuple[dict[str, 
     transfer = transfer + augmented
     teachers = build_teachers(config, labels, data, progress=bool(cfg.train.get("progress", True)))
     teacher_seconds = time.perf_counter() - start
+    ensemble_val = ensemble_validation(teachers, labels, data["val"]) if len(teachers) > 1 else None
     soft, embeddings = label_texts(teachers, train_texts + transfer, Path(config.cache_dir),
                                    embeddings=config.hint_weight > 0)
     data["train"] = (train_texts + transfer, train_labels + [None] * len(transfer), soft)
@@ -310,10 +311,26 @@ def attach(task: Any, data: dict[str, Any], cfg: DictConfig) -> tuple[dict[str, 
               "transfer_sources": counts, "teacher_reports": [getattr(t, "report", {}) for t in teachers],
               "teacher_train_agreement": float(np.mean(
                   [labels[i] == y for i, y in zip(soft[: len(train_texts)].argmax(axis=1), train_labels)])),
-              "seconds": round(time.perf_counter() - start, 1), "teacher_seconds": round(teacher_seconds, 1)}
+              "seconds": round(time.perf_counter() - start, 1), "teacher_seconds": round(teacher_seconds, 1),
+              **({"ensemble_val": ensemble_val} if ensemble_val else {})}
     log.info("distillation: %d labelled + %d transfer rows, %d teacher(s), %.0f s", len(train_texts), len(transfer),
              len(teachers), report["seconds"])
     return report, teachers
+
+
+def ensemble_validation(teachers: list[Any], labels: list[str], val: tuple[Any, ...]) -> dict[str, float] | None:
+    """Accuracy and macro-F1 of the members' averaged log-probabilities on the validation split (what the student
+    is taught, scored where each member was scored)."""
+    from nlp_suite.tasks.classification import classification_metrics
+
+    texts, gold = list(val[0]), list(val[1])
+    if not texts:
+        return None
+    index = {label: i for i, label in enumerate(labels)}
+    predicted = ensemble_log_probs([teacher.log_probs(texts) for teacher in teachers]).argmax(axis=1)
+    found = classification_metrics(np.array([index[y] for y in gold]), predicted)
+    log.info("teacher ensemble of %d on validation: %s", len(teachers), found)
+    return {k: float(v) for k, v in found.items()}
 
 
 def summary_markdown(report: dict[str, Any] | None) -> str:
@@ -329,4 +346,6 @@ def summary_markdown(report: dict[str, Any] | None) -> str:
             f"{report['alpha']}, T {report['temperature']}"
             + (f"; hint weight {report['hint_weight']} on {report['hint_components']} components"
                if report.get("hint_components") else "")
+            + (f"; ensemble val acc {report['ensemble_val']['accuracy']:.3f} / macro-F1 "
+               f"{report['ensemble_val']['macro_f1']:.3f}" if report.get("ensemble_val") else "")
             + f"; teacher + labelling {report['seconds']:.0f} s")

@@ -108,3 +108,19 @@ def test_minilm_probe_teacher_is_built_cached_and_labels(tmp_path):
     [cached] = build_teachers(config, labels, data, progress=False)
     assert "loaded_from_cache" in cached.report
     np.testing.assert_allclose(cached.log_probs(val[0]), log_probs, atol=1e-5)
+
+
+def test_ensemble_validation_scores_the_averaged_members():
+    from nlp_suite.models.teacher import ensemble_log_probs
+    from nlp_suite.training.distill import ensemble_validation
+
+    labels = sorted(SEEN)
+    train, val = rows(labels, 30, seed=11), rows(labels, 10, seed=12)
+    members = [ProbeTeacher(labels, embed, c_grid=[c]) for c in (0.01, 10.0)]
+    for member in members:
+        member.fit(train, val)
+    found = ensemble_validation(members, labels, val)
+    averaged = ensemble_log_probs([m.log_probs(val[0]) for m in members]).argmax(axis=1)
+    expected = np.mean([labels[i] == y for i, y in zip(averaged, val[1])])
+    assert found["accuracy"] == pytest.approx(expected) and 0.0 < found["macro_f1"] <= 1.0
+    assert ensemble_validation(members, labels, ([], [])) is None
