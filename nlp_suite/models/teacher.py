@@ -308,15 +308,22 @@ class ProbeTeacher:
 
 def frozen_embedder(backbone: str, device: str, cache_dir: str | Path, local_dir: str | None = None,
                     max_len: int = 64, progress: bool = True) -> Callable[[Sequence[str]], np.ndarray]:
-    """texts -> (N, W) L2-normalised sentence embeddings of a frozen backbone (models/backbones.py)."""
+    """texts -> (N, W) L2-normalised sentence embeddings of a frozen backbone (models/backbones.py); each distinct
+    text is encoded once per process (the probe reads the train split to fit and again to label it)."""
     from nlp_suite.models.backbones import load_sentence_model
 
     model = load_sentence_model(backbone, device, Path(cache_dir), local_dir)
     model.max_seq_length = max_len
+    seen: dict[str, np.ndarray] = {}
 
     def embed(texts: Sequence[str]) -> np.ndarray:
-        return model.encode(list(texts), batch_size=128, normalize_embeddings=True, convert_to_numpy=True,
-                            show_progress_bar=progress and len(texts) > 1000).astype(np.float32)
+        new = list(dict.fromkeys(t for t in texts if t not in seen))
+        if new:
+            vectors = model.encode(new, batch_size=128, normalize_embeddings=True, convert_to_numpy=True,
+                                   show_progress_bar=progress and len(new) > 1000)
+            seen.update(zip(new, vectors.astype(np.float32)))
+        width = model.get_sentence_embedding_dimension() if not seen else len(next(iter(seen.values())))
+        return np.stack([seen[t] for t in texts]) if texts else np.zeros((0, width), dtype=np.float32)
 
     return embed
 

