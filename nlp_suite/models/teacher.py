@@ -80,6 +80,30 @@ def peer_available() -> str | None:
     return backbone_available("minilm")
 
 
+def save_cached(directory: Path, stem: str, tensors: dict[str, torch.Tensor], manifest: dict[str, Any]) -> None:
+    """<stem>.safetensors + <stem>.json: the manifest plus the sha256 of the weights."""
+    directory.mkdir(parents=True, exist_ok=True)
+    weights = directory / f"{stem}.safetensors"
+    save_file(tensors, str(weights))
+    text = json.dumps({**manifest, "sha256": sha256_file(weights)}, indent=2)
+    (directory / f"{stem}.json").write_text(text, encoding="utf-8")
+
+
+def load_cached(directory: Path, stem: str, expected: dict[str, Any], device: str = "cpu"
+                ) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+    """The tensors and manifest `save_cached` wrote, when both exist, the manifest has the `expected` values and the
+    weights their sha256; None otherwise (a changed or damaged cache entry is refitted, never trusted)."""
+    weights, manifest_path = directory / f"{stem}.safetensors", directory / f"{stem}.json"
+    if not (weights.exists() and manifest_path.exists()):
+        return None
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    differs = [key for key, value in expected.items() if manifest.get(key) != value]
+    if differs or manifest.get("sha256") != sha256_file(weights):
+        log.warning("ignoring cached %s in %s: %s differs", stem, directory, ", ".join(differs) or "checksum")
+        return None
+    return load_file(str(weights), device=device), manifest
+
+
 class TransformerTeacher(nn.Module):
     """A sentence-transformer backbone (MiniLM-L6 by default) + a linear head, fine-tuned on the labelled split."""
 
@@ -202,24 +226,17 @@ class TransformerTeacher(nn.Module):
 
     def save(self, directory: Path, identity: str) -> None:
         """teacher.safetensors + teacher.json (labels, settings, identity, sha256 of the weights)."""
-        directory.mkdir(parents=True, exist_ok=True)
-        weights = directory / "teacher.safetensors"
-        save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, str(weights))
-        manifest = {"identity": identity, "backbone": self.backbone, "labels": self.labels,
-                    "config": asdict(self.config),
-                    "report": self.report, "sha256": sha256_file(weights)}
-        (directory / "teacher.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        save_cached(directory, "teacher", {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()},
+                    {"identity": identity, "backbone": self.backbone, "labels": self.labels,
+                     "config": asdict(self.config), "report": self.report})
 
     def load(self, directory: Path, identity: str) -> bool:
         """Load saved weights when they exist, match `identity` and their sha256; False otherwise."""
-        weights, manifest_path = directory / "teacher.safetensors", directory / "teacher.json"
-        if not (weights.exists() and manifest_path.exists()):
+        found = load_cached(directory, "teacher", {"identity": identity}, str(self.device))
+        if found is None:
             return False
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        if manifest.get("identity") != identity or manifest.get("sha256") != sha256_file(weights):
-            log.warning("ignoring cached teacher in %s: identity or checksum differs", directory)
-            return False
-        self.load_state_dict(load_file(str(weights), device=str(self.device)))
+        tensors, manifest = found
+        self.load_state_dict(tensors)
         self.report = {**manifest.get("report", {}), "loaded_from_cache": str(directory)}
         return True
 
@@ -283,24 +300,15 @@ class ProbeTeacher:
 
     def save(self, directory: Path, identity: str) -> None:
         """probe.safetensors (weight, bias) + probe.json (labels, identity, report, sha256 of the weights)."""
-        directory.mkdir(parents=True, exist_ok=True)
-        weights = directory / "probe.safetensors"
-        save_file({"weight": torch.from_numpy(self.weight), "bias": torch.from_numpy(self.bias)}, str(weights))
-        manifest = {"identity": identity, "labels": self.labels, "c_grid": self.c_grid, "report": self.report,
-                    "sha256": sha256_file(weights)}
-        (directory / "probe.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        save_cached(directory, "probe", {"weight": torch.from_numpy(self.weight), "bias": torch.from_numpy(self.bias)},
+                    {"identity": identity, "labels": self.labels, "c_grid": self.c_grid, "report": self.report})
 
     def load(self, directory: Path, identity: str) -> bool:
         """Load a saved probe when it matches `identity`, the labels and its sha256; False otherwise."""
-        weights, manifest_path = directory / "probe.safetensors", directory / "probe.json"
-        if not (weights.exists() and manifest_path.exists()):
+        found = load_cached(directory, "probe", {"identity": identity, "labels": self.labels})
+        if found is None:
             return False
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        if (manifest.get("identity") != identity or manifest.get("labels") != self.labels
-                or manifest.get("sha256") != sha256_file(weights)):
-            log.warning("ignoring cached probe in %s: identity, labels or checksum differs", directory)
-            return False
-        tensors = load_file(str(weights))
+        tensors, manifest = found
         self.weight, self.bias = tensors["weight"].numpy(), tensors["bias"].numpy()
         self.report = {**manifest.get("report", {}), "loaded_from_cache": str(directory)}
         return True
