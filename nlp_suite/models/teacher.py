@@ -104,6 +104,12 @@ def load_cached(directory: Path, stem: str, expected: dict[str, Any], device: st
     return load_file(str(weights), device=device), manifest
 
 
+def embedding_width(sentence_model: Any) -> int:
+    """A SentenceTransformer's embedding width (sentence-transformers >= 6 renamed the method)."""
+    return int((getattr(sentence_model, "get_embedding_dimension", None)
+                or sentence_model.get_sentence_embedding_dimension)())
+
+
 class TransformerTeacher(nn.Module):
     """A sentence-transformer backbone (MiniLM-L6 by default) + a linear head, fine-tuned on the labelled split."""
 
@@ -123,9 +129,7 @@ class TransformerTeacher(nn.Module):
         self.pooling = sentence_model[1]  # mean over real tokens
         # sentence-transformers >= 6 renamed tokenize/get_sentence_embedding_dimension; older releases have only those
         self.tokenize = getattr(sentence_model, "preprocess", None) or sentence_model.tokenize
-        width = (getattr(sentence_model, "get_embedding_dimension", None)
-                 or sentence_model.get_sentence_embedding_dimension)()
-        self.head = nn.Linear(width, len(self.labels)).to(self.device)
+        self.head = nn.Linear(embedding_width(sentence_model), len(self.labels)).to(self.device)
         self.amp_dtype = autocast_dtype(config.precision, self.device)
         self.report: dict[str, Any] = {}
         self.identity = ""  # set by whoever fine-tunes or loads it (training/distill.py: data + settings)
@@ -280,11 +284,10 @@ class ProbeTeacher:
             predicted = (x_val @ weight.T + bias).argmax(axis=1)
             history.append({"C": c, **classification_metrics(y_val, predicted)})
             log.info("probe C=%g: %s", c, history[-1])
-            if best is None or history[-1]["macro_f1"] > best[0]:
-                best = (history[-1]["macro_f1"], weight, bias)
-        self.weight, self.bias = best[1], best[2]
-        self.report = {"probe": self.description, "history": history,
-                       "best_val": max(history, key=lambda row: row["macro_f1"]),
+            if best is None or history[-1]["macro_f1"] > best[0]["macro_f1"]:
+                best = (history[-1], weight, bias)
+        best_val, self.weight, self.bias = best
+        self.report = {"probe": self.description, "history": history, "best_val": best_val,
                        "train_seconds": round(time.perf_counter() - start, 1), "train_rows": len(y_train)}
         return self.report
 
@@ -322,6 +325,7 @@ def frozen_embedder(backbone: str, device: str, cache_dir: str | Path, local_dir
 
     model = load_sentence_model(backbone, device, Path(cache_dir), local_dir)
     model.max_seq_length = max_len
+    width = embedding_width(model)
     seen: dict[str, np.ndarray] = {}
 
     def embed(texts: Sequence[str]) -> np.ndarray:
@@ -330,7 +334,6 @@ def frozen_embedder(backbone: str, device: str, cache_dir: str | Path, local_dir
             vectors = model.encode(new, batch_size=128, normalize_embeddings=True, convert_to_numpy=True,
                                    show_progress_bar=progress and len(new) > 1000)
             seen.update(zip(new, vectors.astype(np.float32)))
-        width = model.get_sentence_embedding_dimension() if not seen else len(next(iter(seen.values())))
         return np.stack([seen[t] for t in texts]) if texts else np.zeros((0, width), dtype=np.float32)
 
     return embed

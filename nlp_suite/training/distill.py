@@ -354,7 +354,7 @@ def ensemble_validation(teachers: list[Any], labels: list[str], val: tuple[Any, 
     predicted = ensemble_log_probs([teacher.log_probs(texts) for teacher in teachers]).argmax(axis=1)
     found = classification_metrics(np.array([index[y] for y in gold]), predicted)
     log.info("teacher ensemble of %d on validation: %s", len(teachers), found)
-    return {k: float(v) for k, v in found.items()}
+    return found
 
 
 def summary_markdown(report: dict[str, Any] | None) -> str:
