@@ -365,3 +365,11 @@ def test_augmented_variants_join_the_transfer_set_labelled_by_the_teacher(tmp_pa
     report = student.distillation
     variants = report["transfer_sources"]["augmented_train_variants"]
     assert variants == report["transfer_rows"] and variants > report["labelled_rows"]
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in (Path(__file__).parents[2] / "conf" / "distill").glob("*.yaml")))
+def test_every_distill_preset_composes_and_parses(preset):
+    config = DistillConfig.from_config(load_config([f"distill={preset}"]).distill)
+    assert config.enabled is (preset != "none")
+    if preset == "minilm_probe":
+        assert config.probe and config.seeds == [] and config.hint_weight > 0 and config.init_embeddings
