@@ -12,6 +12,7 @@ import torch
 from torch.nn import functional as F
 
 from nlp_suite.config import db_url, load_config
+from nlp_suite.paths import conf_dir
 from nlp_suite.storage import migrate
 from nlp_suite.tasks.classification import TextClassifier
 from nlp_suite.training.checkpoint import load_checkpoint
@@ -367,7 +368,7 @@ def test_augmented_variants_join_the_transfer_set_labelled_by_the_teacher(tmp_pa
     assert variants == report["transfer_rows"] and variants > report["labelled_rows"]
 
 
-@pytest.mark.parametrize("preset", sorted(p.stem for p in (Path(__file__).parents[2] / "conf" / "distill").glob("*.yaml")))
+@pytest.mark.parametrize("preset", sorted(p.stem for p in (conf_dir() / "distill").glob("*.yaml")))
 def test_every_distill_preset_composes_and_parses(preset):
     config = DistillConfig.from_config(load_config([f"distill={preset}"]).distill)
     assert config.enabled is (preset != "none")
