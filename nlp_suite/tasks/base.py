@@ -17,6 +17,7 @@ class Task(ABC):
 
     name: str
     monitor: str  # validation metric used for early stopping and the promotion gate (higher is better)
+    select_on: str | None = None  # another validation metric for early stopping only (e.g. teacher_agreement)
 
     @abstractmethod
     def load_data(self, cfg: DictConfig) -> dict[str, Any]:
@@ -54,6 +55,12 @@ class Task(ABC):
     @abstractmethod
     def load_state(self, state: dict[str, Any]) -> None:
         """Restore what `state()` returned."""
+
+    @property
+    def selection_metric(self) -> str:
+        """The validation metric that picks the kept epoch and stops training early (`monitor` unless a task
+        says otherwise); the promotion gate always compares `monitor`."""
+        return self.select_on or self.monitor
 
     def on_new_best(self) -> None:
         """Called by the training loop right after a validation evaluation that became the best epoch (the weights

@@ -114,7 +114,10 @@ class TextClassificationTask(Task):
             logits = model(batch["ids"].to(device), batch["lengths"].to(device))
             predicted.append(logits.argmax(dim=1).cpu())
             truth.append(batch["targets"])
-        return classification_metrics(torch.cat(truth).numpy(), torch.cat(predicted).numpy())
+        metrics = classification_metrics(torch.cat(truth).numpy(), torch.cat(predicted).numpy())
+        if split == "val" and "agreement" in self.splits:  # distill.select_on=teacher_agreement (distill.py)
+            metrics["teacher_agreement"] = self.evaluate(model, "agreement")["accuracy"]
+        return metrics
 
     def state(self) -> dict[str, Any]:
         return {"labels": self.labels}

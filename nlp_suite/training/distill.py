@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 
 TRANSFORMER_TEACHERS = ("minilm", "mpnet", "local")  # backbones fine-tuned here (models/backbones.py)
 DISTILL_LOSSES = ("kl", "mse")
+SELECT_ON = ("val", "teacher_agreement")  # what picks the student's best epoch
 UNLABELLED = -100  # target of a transfer row: cross-entropy ignores it (F.cross_entropy's ignore_index)
 
 
@@ -77,6 +78,9 @@ class DistillConfig:
     probe_c: list[float] = field(default_factory=lambda: [1.0, 3.0, 10.0, 30.0])  # its C candidates (val macro-F1)
     probe_backbones: list[str] = field(default_factory=list)  # frozen backbones the probe reads side by side
     # (concatenated embeddings); empty = the teacher's own backbone
+    select_on: str = "val"  # val: the student's epoch is chosen on the labelled validation slice (task.monitor);
+    # teacher_agreement: on its agreement with the teacher over held-out transfer texts (many rows, no labels)
+    agreement_rows: int = 5000  # transfer texts held out (not trained on) for select_on=teacher_agreement
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # noisy variants of the labelled texts added to
     # the transfer set (Tang et al. 2019; text/augment.py); copies: 0 = none
 
@@ -106,6 +110,10 @@ class DistillConfig:
             raise ValueError("distill.seeds is empty and distill.probe is off: the teacher ensemble has no member")
         if config.probe and (not config.probe_c or min(config.probe_c) <= 0):
             raise ValueError(f"distill.probe_c must list positive C values (got {config.probe_c})")
+        if config.select_on not in SELECT_ON:
+            raise ValueError(f"distill.select_on={config.select_on!r}: use one of {', '.join(SELECT_ON)}")
+        if config.agreement_rows < 1:
+            raise ValueError(f"distill.agreement_rows must be >= 1 (got {config.agreement_rows})")
         if config.loss not in DISTILL_LOSSES:
             raise ValueError(f"distill.loss={config.loss!r}: use one of {', '.join(DISTILL_LOSSES)}")
         if config.hint_weight < 0 or config.hint_components < 1:
@@ -331,6 +339,7 @@ def attach(task: Any, data: dict[str, Any], cfg: DictConfig) -> tuple[dict[str, 
         hints = hint_targets(embeddings, config.hint_components)
         data["train"] = (*data["train"], hints)
         task.hint = (config.hint_weight, hints.shape[1])
+    held_out = hold_out_agreement(task, data, labels, len(train_texts), config, int(cfg.seed))
     report = {"teacher": config.teacher, "members": len(teachers), "alpha": config.alpha, "loss": config.loss,
               "hint_weight": config.hint_weight,
               "hint_components": task.hint[1] if embeddings is not None else 0,
@@ -340,10 +349,37 @@ def attach(task: Any, data: dict[str, Any], cfg: DictConfig) -> tuple[dict[str, 
                   [labels[i] == y for i, y in zip(soft[: len(train_texts)].argmax(axis=1), train_labels)])),
               "seconds": round(time.perf_counter() - start, 1), "teacher_seconds": round(teacher_seconds, 1),
               **({"ensemble_val": ensemble_val} if ensemble_val else {}),
-              **({"teacher_test": teacher_test} if teacher_test else {})}
+              **({"teacher_test": teacher_test} if teacher_test else {}),
+              "select_on": config.select_on, **({"agreement_rows": held_out} if held_out else {})}
     log.info("distillation: %d labelled + %d transfer rows, %d teacher(s), %.0f s", len(train_texts), len(transfer),
              len(teachers), report["seconds"])
     return report, teachers
+
+
+def hold_out_agreement(task: Any, data: dict[str, Any], labels: list[str], labelled: int, config: DistillConfig,
+                       seed: int) -> int:
+    """With select_on=teacher_agreement, move a seeded sample of the transfer rows out of `data['train']` into
+    `data['agreement']`, labelled with the teacher's top class; returns how many (0 with select_on=val).
+
+    The labelled validation slice can be tiny (181 rows on FPB AllAgree, where one row is 0.55 points); agreement
+    with the teacher on thousands of unseen texts says more reliably which epoch learned the teacher's function.
+    """
+    if config.select_on != "teacher_agreement":
+        return 0
+    texts, gold, soft, *rest = data["train"]
+    transfer = len(texts) - labelled
+    if transfer < 2:
+        raise ValueError("distill.select_on=teacher_agreement needs transfer texts to hold out (distill.transfer or "
+                         f"distill.augment.copies); this run has {transfer}")
+    count = min(config.agreement_rows, transfer // 2)  # never more than half: the student still learns from most
+    chosen = np.sort(labelled + np.random.default_rng(seed).permutation(transfer)[:count])
+    keep = np.setdiff1d(np.arange(len(texts)), chosen)
+    data["agreement"] = ([texts[i] for i in chosen], [labels[i] for i in np.asarray(soft)[chosen].argmax(axis=1)])
+    data["train"] = ([texts[i] for i in keep], [gold[i] for i in keep], np.asarray(soft)[keep],
+                     *(np.asarray(r)[keep] for r in rest))
+    task.select_on = "teacher_agreement"
+    log.info("student epochs chosen on agreement with the teacher over %d held-out transfer texts", count)
+    return count
 
 
 def ensemble_validation(teachers: list[Any], labels: list[str], val: tuple[Any, ...], split: str = "validation"

@@ -206,8 +206,8 @@ def fit(model: nn.Module, task: Task, config: FitConfig, on_epoch_end: EpochHook
         point.step_in_epoch = 0
         point.history.append(row)
         log.info("%s epoch %d: %s", task.name, epoch, ", ".join(f"{k}={v:.4f}" for k, v in row.items()))
-        if metrics[task.monitor] > point.best_score:
-            point.best_score, point.stale, point.best_epoch = metrics[task.monitor], 0, epoch
+        if metrics[task.selection_metric] > point.best_score:
+            point.best_score, point.stale, point.best_epoch = metrics[task.selection_metric], 0, epoch
             point.best_metrics = metrics
             best_state = copy.deepcopy(model.state_dict())
             task.on_new_best()

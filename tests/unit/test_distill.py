@@ -374,3 +374,53 @@ def test_every_distill_preset_composes_and_parses(preset):
     assert config.enabled is (preset != "none")
     if preset == "minilm_probe":
         assert config.probe and config.seeds == [] and config.hint_weight > 0 and config.init_embeddings
+
+
+def test_hold_out_agreement_moves_transfer_rows_labelled_by_the_teacher():
+    from nlp_suite.tasks.sentiment import SentimentTask
+    from nlp_suite.training.distill import hold_out_agreement
+
+    labels = sorted(SEEN)
+    texts = [f"labelled {i}" for i in range(4)] + [f"transfer {i}" for i in range(10)]
+    gold = [labels[i % 3] for i in range(4)] + [None] * 10
+    soft = np.log(np.full((14, 3), 0.1, dtype=np.float32))
+    soft[np.arange(14), np.arange(14) % 3] = np.log(0.8)  # the teacher's top class of row i is labels[i % 3]
+    hints = np.arange(14, dtype=np.float32)[:, None].repeat(2, axis=1)
+    data = {"train": (texts, gold, soft, hints)}
+    task = SentimentTask(name="sentiment", labels=labels)
+    config = DistillConfig.from_config({"select_on": "teacher_agreement", "agreement_rows": 3})
+    assert hold_out_agreement(task, data, labels, 4, config, seed=0) == 3
+    held_texts, held_labels = data["agreement"]
+    assert len(held_texts) == 3 and all(t.startswith("transfer") for t in held_texts)
+    assert held_labels == [labels[(int(t.split()[1]) + 4) % 3] for t in held_texts]  # row 4 + k
+    kept_texts, kept_gold, kept_soft, kept_hints = data["train"]
+    assert kept_texts[:4] == texts[:4] and len(kept_texts) == 11 and not set(held_texts) & set(kept_texts)
+    assert [texts[int(h)] for h in kept_hints[:, 0]] == kept_texts  # soft/hint rows stay aligned with their texts
+    assert kept_soft.shape == (11, 3) and task.selection_metric == "teacher_agreement"
+    few = {"train": (texts[:5], gold[:4] + [None], soft[:5], hints[:5])}
+    with pytest.raises(ValueError, match="needs transfer texts to hold out"):
+        hold_out_agreement(task, few, labels, 4, config, seed=0)
+    with pytest.raises(ValueError, match="distill.select_on='best'"):
+        DistillConfig.from_config({"select_on": "best"})
+
+
+def test_student_epochs_can_be_chosen_on_agreement_with_the_teacher(tmp_path):
+    teacher_data, student_data = tmp_path / "teacher.csv", tmp_path / "student.csv"
+    write_rows(teacher_data, {label: SEEN[label] + UNSEEN[label] for label in SEEN}, 300, seed=1)
+    write_rows(student_data, SEEN, 200, seed=2)
+    base = [f"paths.var={tmp_path}", "train.epochs=3", "model.vocab_size=300", "train.progress=false"]
+    teacher_cfg = load_config([*base, f"data.sentiment.path={teacher_data}"])
+    migrate.upgrade(db_url(teacher_cfg))
+    teacher = train_single_threaded(teacher_cfg)
+    student = train_single_threaded(load_config(
+        [*base, f"data.sentiment.path={student_data}", "distill=minilm", "distill.teacher=checkpoint",
+         f"distill.teacher_paths=[{teacher.path}]", "distill.transfer=[]", "distill.augment.copies=3",
+         "distill.select_on=teacher_agreement", "distill.agreement_rows=100",
+         f"distill.cache_dir={tmp_path / 'teachers'}"]))
+    report = student.distillation
+    assert report["select_on"] == "teacher_agreement" and report["agreement_rows"] == 100
+    assert report["transfer_rows"] == report["transfer_sources"]["augmented_train_variants"]
+    agreement = [row["teacher_agreement"] for row in student.history]
+    assert len(agreement) == 3 and all(0.0 <= a <= 1.0 for a in agreement)
+    best = int(np.argmax(agreement)) + 1  # the first epoch with the highest agreement is the one kept
+    assert student.metrics["best_epoch"] == best
