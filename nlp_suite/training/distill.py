@@ -327,10 +327,10 @@ def attach(task: Any, data: dict[str, Any], cfg: DictConfig) -> tuple[dict[str, 
     transfer = transfer + augmented
     teachers = build_teachers(config, labels, data, progress=bool(cfg.train.get("progress", True)))
     teacher_seconds = time.perf_counter() - start
-    ensemble_val = ensemble_validation(teachers, labels, data["val"]) if len(teachers) > 1 else None
+    ensemble_val = ensemble_scores(teachers, labels, data["val"]) if len(teachers) > 1 else None
     # Reported only, like the student's test metrics (train.py), never used for selection: it says whether the
     # student or its teacher is the limit on the test split.
-    teacher_test = ensemble_validation(teachers, labels, data["test"], "test") if data.get("test") else None
+    teacher_test = ensemble_scores(teachers, labels, data["test"], "test") if data.get("test") else None
     soft, embeddings = label_texts(teachers, train_texts + transfer, Path(config.cache_dir),
                                    embeddings=config.hint_weight > 0)
     data["train"] = (train_texts + transfer, train_labels + [None] * len(transfer), soft)
@@ -367,6 +367,7 @@ def hold_out_agreement(task: Any, data: dict[str, Any], labels: list[str], label
     if config.select_on != "teacher_agreement":
         return 0
     texts, gold, soft, *rest = data["train"]
+    soft = np.asarray(soft)  # (N, C)
     transfer = len(texts) - labelled
     if transfer < 2:
         raise ValueError("distill.select_on=teacher_agreement needs transfer texts to hold out (distill.transfer or "
@@ -374,28 +375,28 @@ def hold_out_agreement(task: Any, data: dict[str, Any], labels: list[str], label
     count = min(config.agreement_rows, transfer // 2)  # never more than half: the student still learns from most
     chosen = np.sort(labelled + np.random.default_rng(seed).permutation(transfer)[:count])
     keep = np.setdiff1d(np.arange(len(texts)), chosen)
-    data["agreement"] = ([texts[i] for i in chosen], [labels[i] for i in np.asarray(soft)[chosen].argmax(axis=1)])
-    data["train"] = ([texts[i] for i in keep], [gold[i] for i in keep], np.asarray(soft)[keep],
+    data["agreement"] = ([texts[i] for i in chosen], [labels[i] for i in soft[chosen].argmax(axis=1)])
+    data["train"] = ([texts[i] for i in keep], [gold[i] for i in keep], soft[keep],
                      *(np.asarray(r)[keep] for r in rest))
     task.select_on = "teacher_agreement"
     log.info("student epochs chosen on agreement with the teacher over %d held-out transfer texts", count)
     return count
 
 
-def ensemble_validation(teachers: list[Any], labels: list[str], val: tuple[Any, ...], split: str = "validation"
-                        ) -> dict[str, float] | None:
+def ensemble_scores(teachers: list[Any], labels: list[str], part: tuple[Any, ...], split: str = "validation"
+                    ) -> dict[str, float] | None:
     """Accuracy and macro-F1 of the members' averaged log-probabilities on a split (on validation: what the student
     is taught, scored where each member was scored). Rows whose label the task lacks (e.g. CLINC150's oos rows
     when oos is not a class) are left out and counted."""
     from nlp_suite.tasks.classification import classification_metrics
 
     index = {label: i for i, label in enumerate(labels)}
-    rows = [(text, index[gold]) for text, gold in zip(val[0], val[1]) if gold in index]
+    rows = [(text, index[gold]) for text, gold in zip(part[0], part[1]) if gold in index]
     if not rows:
         return None
     predicted = ensemble_log_probs([teacher.log_probs([t for t, _ in rows]) for teacher in teachers]).argmax(axis=1)
     found = {**classification_metrics(np.array([y for _, y in rows]), predicted), "rows": len(rows),
-             "rows_left_out": len(val[0]) - len(rows)}
+             "rows_left_out": len(part[0]) - len(rows)}
     log.info("teacher ensemble of %d on %s: %s", len(teachers), split, found)
     return found
 

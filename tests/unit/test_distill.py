@@ -351,18 +351,24 @@ def test_augment_config_errors_name_the_key():
         DistillConfig.from_config({"enabled": True, "augment": {"copies": -1}})
 
 
-def test_augmented_variants_join_the_transfer_set_labelled_by_the_teacher(tmp_path):
+def augmented_student(tmp_path: Path, epochs: int, extra: tuple[str, ...] = ()):
+    """A student taught by a checkpoint teacher (trained on SEEN + UNSEEN words) over 3 augmented copies of its
+    SEEN-only labelled texts, no other transfer texts."""
     teacher_data, student_data = tmp_path / "teacher.csv", tmp_path / "student.csv"
     write_rows(teacher_data, {label: SEEN[label] + UNSEEN[label] for label in SEEN}, 300, seed=1)
     write_rows(student_data, SEEN, 200, seed=2)
-    base = [f"paths.var={tmp_path}", "train.epochs=2", "model.vocab_size=300", "train.progress=false"]
+    base = [f"paths.var={tmp_path}", f"train.epochs={epochs}", "model.vocab_size=300", "train.progress=false"]
     teacher_cfg = load_config([*base, f"data.sentiment.path={teacher_data}"])
     migrate.upgrade(db_url(teacher_cfg))
     teacher = train_single_threaded(teacher_cfg)
-    student = train_single_threaded(load_config(
+    return train_single_threaded(load_config(
         [*base, f"data.sentiment.path={student_data}", "distill=minilm", "distill.teacher=checkpoint",
-         f"distill.teacher_paths=[{teacher.path}]", "distill.transfer=[]", "distill.augment.copies=3",
+         f"distill.teacher_paths=[{teacher.path}]", "distill.transfer=[]", "distill.augment.copies=3", *extra,
          f"distill.cache_dir={tmp_path / 'teachers'}"]))
+
+
+def test_augmented_variants_join_the_transfer_set_labelled_by_the_teacher(tmp_path):
+    student = augmented_student(tmp_path, epochs=2)
     report = student.distillation
     variants = report["transfer_sources"]["augmented_train_variants"]
     assert variants == report["transfer_rows"] and variants > report["labelled_rows"]
@@ -405,18 +411,8 @@ def test_hold_out_agreement_moves_transfer_rows_labelled_by_the_teacher():
 
 
 def test_student_epochs_can_be_chosen_on_agreement_with_the_teacher(tmp_path):
-    teacher_data, student_data = tmp_path / "teacher.csv", tmp_path / "student.csv"
-    write_rows(teacher_data, {label: SEEN[label] + UNSEEN[label] for label in SEEN}, 300, seed=1)
-    write_rows(student_data, SEEN, 200, seed=2)
-    base = [f"paths.var={tmp_path}", "train.epochs=3", "model.vocab_size=300", "train.progress=false"]
-    teacher_cfg = load_config([*base, f"data.sentiment.path={teacher_data}"])
-    migrate.upgrade(db_url(teacher_cfg))
-    teacher = train_single_threaded(teacher_cfg)
-    student = train_single_threaded(load_config(
-        [*base, f"data.sentiment.path={student_data}", "distill=minilm", "distill.teacher=checkpoint",
-         f"distill.teacher_paths=[{teacher.path}]", "distill.transfer=[]", "distill.augment.copies=3",
-         "distill.select_on=teacher_agreement", "distill.agreement_rows=100",
-         f"distill.cache_dir={tmp_path / 'teachers'}"]))
+    student = augmented_student(tmp_path, epochs=3, extra=("distill.select_on=teacher_agreement",
+                                                           "distill.agreement_rows=100"))
     report = student.distillation
     assert report["select_on"] == "teacher_agreement" and report["agreement_rows"] == 100
     assert report["transfer_rows"] == report["transfer_sources"]["augmented_train_variants"]

@@ -116,31 +116,31 @@ def test_minilm_probe_teacher_is_built_cached_and_labels(tmp_path):
 
 def test_ensemble_validation_scores_the_averaged_members():
     from nlp_suite.models.teacher import ensemble_log_probs
-    from nlp_suite.training.distill import ensemble_validation
+    from nlp_suite.training.distill import ensemble_scores
 
     labels = sorted(SEEN)
     train, val = rows(labels, 30, seed=11), rows(labels, 10, seed=12)
     members = [ProbeTeacher(labels, embed, c_grid=[c]) for c in (0.01, 10.0)]
     for member in members:
         member.fit(train, val)
-    found = ensemble_validation(members, labels, val)
+    found = ensemble_scores(members, labels, val)
     averaged = ensemble_log_probs([m.log_probs(val[0]) for m in members]).argmax(axis=1)
     expected = np.mean([labels[i] == y for i, y in zip(averaged, val[1])])
     assert found["accuracy"] == pytest.approx(expected) and 0.0 < found["macro_f1"] <= 1.0
-    assert ensemble_validation(members, labels, ([], [])) is None
+    assert ensemble_scores(members, labels, ([], [])) is None
 
 
 def test_ensemble_scores_leave_out_rows_whose_label_the_task_lacks():
-    from nlp_suite.training.distill import ensemble_validation
+    from nlp_suite.training.distill import ensemble_scores
 
     labels = sorted(SEEN)
     train, val = rows(labels, 30, seed=11), rows(labels, 10, seed=12)
     member = ProbeTeacher(labels, embed, c_grid=[10.0])
     member.fit(train, val)
     with_oos = (list(val[0]) + ["something else entirely"] * 3, list(val[1]) + ["oos"] * 3)
-    found = ensemble_validation([member], labels, with_oos, "test")
+    found = ensemble_scores([member], labels, with_oos, "test")
     assert found["rows"] == len(val[0]) and found["rows_left_out"] == 3
-    assert found["accuracy"] == pytest.approx(ensemble_validation([member], labels, val)["accuracy"])
+    assert found["accuracy"] == pytest.approx(ensemble_scores([member], labels, val)["accuracy"])
 
 
 def test_probe_reads_several_frozen_backbones_side_by_side(tmp_path):
