@@ -275,6 +275,7 @@ def run_ours(name: str, dataset, overrides: Sequence[str], shared: str, bare_sec
     from nlp_suite.tasks.classification import TextClassifier
     from nlp_suite.text.batching import bucketed_batches, pad_waste
     from nlp_suite.training.checkpoint import load_checkpoint
+    from nlp_suite.models.ensemble import ensemble_members
     from nlp_suite.models.precision import autocast_dtype
     from nlp_suite.training.loop import resolve_device
     from nlp_suite.training.train import data_fingerprint, fit_config, train
@@ -313,8 +314,8 @@ def run_ours(name: str, dataset, overrides: Sequence[str], shared: str, bare_sec
         tokens_per_second = float(result.metrics.get("tokens_per_second", 0.0))
         length = max(1, round(mean_padded))
         # Where the gap is: our model (embedding, both stacks, head) fwd+bwd alone vs the bare LSTM, alternated.
-        split = model_vs_bare(loaded.model, len(labels), encoder, fit.batch_size, length, device, bare_seconds,
-                              amp_dtype=amp_dtype)
+        split = model_vs_bare(ensemble_members(loaded.model)[0], len(labels), encoder, fit.batch_size, length,
+                              device, bare_seconds, amp_dtype=amp_dtype)  # one member: the loop's own model
         return {
             **metrics,
             "reported_test_accuracy": result.metrics.get("test_accuracy"),
@@ -328,7 +329,30 @@ def run_ours(name: str, dataset, overrides: Sequence[str], shared: str, bare_sec
             "mean_padded_length": round(mean_padded, 2), "encoder": encoder, "max_len": loaded.max_len,
             "device": str(device), "distillation": summarize_distillation(distillation),
             "efficiency": {**probe.summary(), **split},
+            **ensemble_report(name, dataset, loaded, labels),
         }
+
+
+def ensemble_report(name: str, dataset, loaded, labels: list[str]) -> dict[str, Any]:
+    """For a `train.ensemble=K` model: each member's test metrics (train(cfg) reports them; never chosen on) and
+    the test metrics of its first k members averaged, k = 2 .. K-1: what each extra member adds."""
+    from nlp_suite.models.ensemble import Ensemble
+    from nlp_suite.tasks.classification import TextClassifier
+
+    if not isinstance(loaded.model, Ensemble):
+        return {}
+    members = list(loaded.model.members)
+    rows = [{"member": row["member"], "best_epoch": row["best_epoch"], "epochs_run": row["epochs_run"],
+             "fit_seconds": row["seconds"], "val": row["val"], **(row.get("test") or {})}
+            for row in loaded.manifest["ensemble"]["members"]]
+    growth = {}
+    for k in range(2, len(members)):
+        classifier = TextClassifier(Ensemble(members[:k]), loaded.tokenizer, labels, loaded.max_len)
+        found = evaluate_proba(name, labels, classifier.predict_proba(dataset["val"].texts), dataset["val"].labels,
+                               classifier.predict_proba(dataset["test"].texts), dataset["test"].labels)
+        growth[k] = {key: found[key] for key in ("accuracy", "macro_f1", "in_scope_accuracy", "oos_recall")
+                     if key in found}
+    return {"students": rows, "first_k_students": growth}
 
 
 def summarize_distillation(report: dict[str, Any]) -> dict[str, Any] | None:
@@ -629,6 +653,13 @@ def distillation_lines(results: dict[str, dict[str, Any]]) -> list[str]:
                      f"labelled + {report['transfer_rows']:,} transfer rows; teacher + labelling "
                      f"{report['seconds']:.0f} s; student wall {distilled['wall_seconds']:.0f} s "
                      f"(fit {distilled['fit_seconds']:.0f} s, {distilled['tokens_per_second']:,.0f} tokens/s)")
+        if distilled.get("students"):
+            members = ", ".join(f"member {m['member']} {m['accuracy']:.4f} (fit {m['fit_seconds']:.0f} s)"
+                                for m in distilled["students"])
+            growth = ", ".join(f"first {k}: {g['accuracy']:.4f}" for k, g in distilled.get("first_k_students", {}).items())
+            lines[-1] += (f"; an ensemble of {len(distilled['students'])} students (probabilities averaged; wall, fit "
+                          f"and parameters are sums): single students' test acc {members}"
+                          + (f"; {growth}" if growth else ""))
     return lines
 
 
@@ -742,6 +773,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "time: the teacher fine-tunes on 2 cores for ~10-40 min per dataset)")
     parser.add_argument("--distill-override", action="append", default=[], metavar="KEY=VALUE",
                         help="Hydra override for the distilled run only, e.g. 'distill.seeds=[0,1,2]' (repeatable)")
+    parser.add_argument("--students", type=int, default=1, metavar="K",
+                        help="with --distill: train.ensemble=K, K students from seeds seed..seed+K-1 served as one "
+                             "model (probabilities averaged; wall time and parameters are their sums)")
     parser.add_argument("--teacher-cache", default=str(ROOT / "var" / "bench-teachers"),
                         help="fine-tuned teachers and their labellings, reused by later runs")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"), help="folder for accuracy.md/.json")
@@ -772,6 +806,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if override.split("=", 1)[0].lstrip("+~") in ("task", "data.sentiment.dataset", "data.intents", "paths.var"):
             print(f"error: {override!r} is set by the benchmark per dataset", file=sys.stderr)
             return 2
+    if args.students < 1 or (args.students > 1 and not args.distill):
+        print("error: --students K needs K >= 1, and K > 1 only with --distill", file=sys.stderr)
+        return 2
     overrides = [*(QUICK_OVERRIDES if args.quick else []), *args.overrides]
     limit = args.limit if args.limit is not None else (QUICK_LIMIT if args.quick else None)
     bare_seconds = args.bare_seconds if args.bare_seconds is not None else (0.3 if args.quick else 2.0)
@@ -812,7 +849,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             distill_overrides = [
                 *overrides, *DISTILL_OVERRIDES[TASKS[name]], f"distill.cache_dir={Path(args.teacher_cache)}",
                 *(["distill.teacher_train.epochs=1", "distill.max_transfer=200"] if args.quick else []),
-                *args.distill_override]
+                *([f"train.ensemble={args.students}"] if args.students > 1 else []), *args.distill_override]
             why = teacher_unavailable(distill_overrides)
             if why:
                 found["distilled"] = {"skipped": why}

@@ -18,6 +18,7 @@ class Task(ABC):
     name: str
     monitor: str  # validation metric used for early stopping and the promotion gate (higher is better)
     select_on: str | None = None  # another validation metric for early stopping only (e.g. teacher_agreement)
+    supports_ensemble: bool = False  # its model maps (ids, lengths) to (B, C) class logits (train.ensemble > 1)
 
     @abstractmethod
     def load_data(self, cfg: DictConfig) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from nlp_suite.models.encoder import Encoder
+from nlp_suite.models.ensemble import ensemble_members
 from nlp_suite.models.heads import EncoderWithHead, PoolingClassifierHead
 from nlp_suite.tasks.base import Task
 from nlp_suite.text.batching import bucketed_batches, pad_batch
@@ -30,6 +31,7 @@ class TextClassificationTask(Task):
     """Single-label classification of a text with a concat-pooling head."""
 
     monitor = "macro_f1"
+    supports_ensemble = True
 
     def __init__(self, name: str, labels: list[str] | None = None, head_hidden: int = 64, head_dropout: float = 0.2,
                  pooling: str = "concat", **_: Any):
@@ -160,31 +162,38 @@ class TextClassifier:
 
     @torch.no_grad()
     def predict_with_features(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(N, C) probabilities and the (N, P) pooled sentence vectors the head classifies."""
+        """(N, C) probabilities and the (N, P) pooled sentence vectors the head classifies (an ensemble's members'
+        vectors side by side)."""
+        members = ensemble_members(self.model)
         ids = self.tokenizer.encode(list(texts), self.max_len)
         probabilities = np.zeros((len(ids), len(self.labels)), dtype=np.float32)
-        pooled_out = np.zeros((len(ids), self.model.head.pool.output_dim(self.model.encoder.output_dim)),
-                              dtype=np.float32)
+        width = sum(m.head.pool.output_dim(m.encoder.output_dim) for m in members)
+        pooled_out = np.zeros((len(ids), width), dtype=np.float32)
         for batch in bucketed_batches([len(x) for x in ids], self.batch_size, shuffle=False):
             padded, lengths = pad_batch([ids[i] for i in batch], self.tokenizer.pad_id)
-            states, mask = self.model.encoder(padded.to(self.device), lengths.to(self.device))  # (B, T, H)
-            pooled = self.model.head.pool(states, mask)  # (B, P)
-            probabilities[batch] = torch.softmax(self.model.head.layers(pooled).float(), dim=1).cpu().numpy()
-            pooled_out[batch] = pooled.float().cpu().numpy()
+            pooled_parts, member_probabilities = [], []
+            for member in members:
+                states, mask = member.encoder(padded.to(self.device), lengths.to(self.device))  # (B, T, H)
+                pooled = member.head.pool(states, mask)  # (B, P)
+                member_probabilities.append(torch.softmax(member.head.layers(pooled).float(), dim=1))  # (B, C)
+                pooled_parts.append(pooled.float())
+            probabilities[batch] = torch.stack(member_probabilities).mean(dim=0).cpu().numpy()
+            pooled_out[batch] = torch.cat(pooled_parts, dim=1).cpu().numpy()
         return probabilities, pooled_out
 
     @torch.no_grad()
     def explain(self, text: str) -> list[tuple[str, float]]:
-        """(token, attention weight) for one text; empty when the head has no attention pooling."""
-        pool = getattr(getattr(self.model, "head", None), "pool", None)
-        if not hasattr(pool, "last_weights"):  # concat pooling has no per-token weights
+        """(token, attention weight) for one text (averaged over an ensemble's members); empty when the head has no
+        attention pooling."""
+        pools = [getattr(getattr(m, "head", None), "pool", None) for m in ensemble_members(self.model)]
+        if not all(hasattr(pool, "last_weights") for pool in pools):  # concat pooling has no per-token weights
             return []
         ids = self.tokenizer.encode([text], self.max_len)
         padded, lengths = pad_batch(ids, self.tokenizer.pad_id)
         self.model(padded.to(self.device), lengths.to(self.device))
-        weights = pool.last_weights[0, : len(ids[0])].cpu().tolist()
+        weights = torch.stack([pool.last_weights[0, : len(ids[0])].float() for pool in pools]).mean(dim=0)
         tokens = self.tokenizer.tokenizer.id_to_token
-        return [(tokens(i), w) for i, w in zip(ids[0], weights)]
+        return [(tokens(i), w) for i, w in zip(ids[0], weights.cpu().tolist())]
 
     def predict(self, texts: list[str]) -> list[tuple[str, float]]:
         """(label, probability) of the top class per text."""

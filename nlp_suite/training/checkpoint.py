@@ -19,6 +19,7 @@ from torch import nn
 
 import nlp_suite
 from nlp_suite.models.encoder import Encoder, EncoderConfig
+from nlp_suite.models.ensemble import Ensemble, ensemble_members
 from nlp_suite.paths import project_root
 from nlp_suite.storage.base import utcnow
 from nlp_suite.tasks.base import Task
@@ -86,6 +87,7 @@ def save_checkpoint(directory: Path, model: nn.Module, task: Task, task_params: 
         "task": {"target": task_target(task), "params": task_params, "state": task.state()},
         "encoder": encoder_config.to_dict(),
         "max_len": max_len,
+        "ensemble_size": len(ensemble_members(model)),  # > 1: members.<k>.* weights, averaged probabilities
         "metrics": metrics,
         "code_version": code_version(),
         "created_at": utcnow().isoformat(),
@@ -129,7 +131,14 @@ def load_checkpoint(directory: Path, expected_sha256: str | None = None, device:
     task = instantiate_task(manifest["task"]["target"], manifest["task"]["params"])
     task.load_state(manifest["task"]["state"])
     tokenizer = TextTokenizer.load(directory / TOKENIZER)
-    model = task.build_model(Encoder(EncoderConfig(**manifest["encoder"])))
+    size = manifest.get("ensemble_size", 1)
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise CheckpointError(f"{manifest_path}: ensemble_size {size!r} is not a positive integer")
+    members = [task.build_model(Encoder(EncoderConfig(**manifest["encoder"]))) for _ in range(size)]
+    for member in members:  # training-only modules (e.g. the hint map) are never saved
+        if hasattr(member, "strip_auxiliary"):
+            member.strip_auxiliary()
+    model = Ensemble(members) if size > 1 else members[0]
     try:
         model.load_state_dict(load_file(str(directory / WEIGHTS)), strict=True)
     except RuntimeError as error:

@@ -1,6 +1,8 @@
 """`train(cfg)`: plain code that trains the configured task end to end and registers the model."""
 from __future__ import annotations
 
+import copy
+import dataclasses
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -10,16 +12,18 @@ from typing import Any
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 from nlp_suite.config import db_url
 from nlp_suite.models.encoder import Encoder, EncoderConfig
+from nlp_suite.models.ensemble import Ensemble
 from nlp_suite.storage.base import utcnow
 from nlp_suite.storage.session import session_scope
 from nlp_suite.tasks.base import Task
 from nlp_suite.text.tokenizer import TextTokenizer
 from nlp_suite.training import registry
 from nlp_suite.training.checkpoint import load_checkpoint, save_checkpoint
-from nlp_suite.training.loop import EpochHook, FitConfig, fit
+from nlp_suite.training.loop import EpochHook, FitConfig, FitResult, fit
 from nlp_suite.training.plots import save_training_curve
 
 log = logging.getLogger(__name__)
@@ -91,6 +95,64 @@ def pretrained_encoder(cfg: DictConfig) -> tuple[Encoder, TextTokenizer, str] | 
     return encoder, loaded.tokenizer, str(source)
 
 
+def ensemble_size(cfg: DictConfig, task: Task) -> int:
+    """`train.ensemble`, checked: members are averaged class probabilities, so only classifiers can be ensembled."""
+    size = cfg.train.get("ensemble", 1)
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise ValueError(f"train.ensemble must be a positive integer (got {size!r})")
+    if size > 1 and not task.supports_ensemble:
+        raise ValueError(f"train.ensemble={size}: task {task.name!r} ({type(task).__name__}) does not output class "
+                         "probabilities to average; use train.ensemble=1 (ensembles are for sentiment and reply)")
+    return size
+
+
+def member_encoders(encoder: Encoder, size: int, seed: int, pretrained: bool, keep_embeddings: bool) -> list[Encoder]:
+    """One encoder per ensemble member, all made before any training: the first is `encoder`; the others are copies
+    of a pretrained one, or fresh ones initialised from seed + k that share its token embeddings when those came from
+    a teacher (distill.init_embeddings), so every member starts from the same knowledge, not the same weights."""
+    encoders = [encoder]
+    for index in range(1, size):
+        if pretrained:
+            encoders.append(copy.deepcopy(encoder))
+            continue
+        torch.manual_seed(seed + index)
+        fresh = Encoder(encoder.config)
+        if keep_embeddings:
+            with torch.no_grad():
+                fresh.embedding.weight.copy_(encoder.embedding.weight)
+        encoders.append(fresh)
+    return encoders
+
+
+def member_fit_config(fit_cfg: FitConfig, index: int) -> FitConfig:
+    """Member k of an ensemble: seed + k (batch order, dropout) and its own resume folder."""
+    if index == 0:
+        return fit_cfg
+    resume = str(Path(fit_cfg.resume_dir) / f"member-{index}") if fit_cfg.resume_dir else None
+    return dataclasses.replace(fit_cfg, seed=fit_cfg.seed + index, resume_dir=resume)
+
+
+def combine_members(task: Task, members: list[nn.Module], results: list[FitResult]
+                    ) -> tuple[nn.Module, FitResult, dict[str, Any]]:
+    """A single model as it is; several as an Ensemble scored on validation as a whole (what the promotion gate
+    compares), with each member's own result kept for the manifest."""
+    if len(members) == 1:
+        return members[0], results[0], {}
+    model = Ensemble(members)
+    val = task.evaluate(model, "val")
+    task.on_new_best()  # what a task chose on validation (e.g. reply thresholds) now fits the ensemble's probabilities
+    history = [{**row, "member": index} for index, result in enumerate(results) for row in result.history]
+    combined = FitResult(history=history, best_epoch=results[0].best_epoch, best_metrics=val,
+                         seconds=sum(r.seconds for r in results),
+                         tokens_per_second=sum(r.tokens_per_second for r in results) / len(results),
+                         trainable_share=results[0].trainable_share)
+    rows = [{"member": index, "best_epoch": r.best_epoch, "epochs_run": len(r.history), "seconds": round(r.seconds, 2),
+             "val": r.best_metrics} for index, r in enumerate(results)]
+    log.info("ensemble of %d: val %s (members: %s)", len(members), val,
+             ", ".join(f"{task.monitor} {row['val'].get(task.monitor, float('nan')):.4f}" for row in rows))
+    return model, combined, {"size": len(members), "members": rows}
+
+
 def train(cfg: DictConfig, on_epoch_end: EpochHook | None = None) -> TrainResult:
     """Load data, get a tokenizer and encoder (pretrained or new), fit the head, save, register, gate promotion.
 
@@ -98,6 +160,7 @@ def train(cfg: DictConfig, on_epoch_end: EpochHook | None = None) -> TrainResult
     """
     torch.manual_seed(cfg.seed)
     task, params = build_task(cfg)
+    size = ensemble_size(cfg, task)  # checked before any teacher or data work
     data = task.load_data(cfg)
     distillation, teachers = None, []
     if cfg.get("distill") and cfg.distill.get("enabled"):  # soft targets on labelled + transfer rows
@@ -119,33 +182,44 @@ def train(cfg: DictConfig, on_epoch_end: EpochHook | None = None) -> TrainResult
             distillation["embedding_init"] = initialise_embeddings(encoder, tokenizer, teachers)
     task.prepare(data, tokenizer, cfg.model.max_len)
     enc_cfg = encoder.config
-    model = task.build_model(encoder)
-    # What is saved and served: training-only modules (e.g. a distillation hint map) are not counted.
-    parameters = sum(p.numel() for name, p in model.named_parameters() if not name.startswith("auxiliary."))
-    log.info("training %s: %d parameters, %d training texts", task.name, parameters, len(corpus))
     fit_cfg = fit_config(cfg)
     if fit_cfg.resume_dir is None and cfg.train.get("resumable"):
         fit_cfg.resume_dir = str(Path(cfg.paths.var) / "resume" / task.name)
-    result = fit(model, task, fit_cfg, on_epoch_end)
-    if hasattr(model, "strip_auxiliary"):
-        model.strip_auxiliary()
+    initialised = bool(distillation and (distillation.get("embedding_init") or {}).get("initialised_rows"))
+    encoders = member_encoders(encoder, size, int(cfg.seed), pretrained is not None, keep_embeddings=initialised)
+    members, results = [], []
+    for index, member_encoder in enumerate(encoders):
+        model = task.build_model(member_encoder)
+        # What is saved and served: training-only modules (e.g. a distillation hint map) are not counted.
+        parameters = sum(p.numel() for name, p in model.named_parameters() if not name.startswith("auxiliary."))
+        log.info("training %s%s: %d parameters, %d training texts", task.name,
+                 f" (ensemble member {index + 1}/{size})" if size > 1 else "", parameters, len(corpus))
+        member_cfg = member_fit_config(fit_cfg, index)
+        results.append(fit(model, task, member_cfg, on_epoch_end))
+        if hasattr(model, "strip_auxiliary"):
+            model.strip_auxiliary()
+        members.append(model)
+    model, result, ensemble = combine_members(task, members, results)
+    parameters = sum(p.numel() for p in model.parameters())
 
     if "test" in getattr(task, "splits", {}):  # reported only; never used for selection
         test_metrics = {f"test_{k}": v for k, v in task.evaluate(model, "test").items()}
         result.best_metrics = {**result.best_metrics, **test_metrics}
         log.info("%s test: %s", task.name, test_metrics)
+        for row, member in zip(ensemble.get("members", []), members):
+            row["test"] = task.evaluate(member, "test")
     stamp = utcnow().strftime("%Y%m%d-%H%M%S-%f")
     name = f"{task.name}-{stamp}"
     directory = Path(cfg.paths.models) / task.name / name
     metrics = {**result.best_metrics, "best_epoch": result.best_epoch, "train_seconds": round(result.seconds, 2),
                "tokens_per_second": round(result.tokens_per_second, 1), "parameters": parameters,
-               "trainable_share": round(result.trainable_share, 4)}
+               "trainable_share": round(result.trainable_share, 4), **({"ensemble_size": size} if size > 1 else {})}
     if distillation:
         metrics["distill_seconds"] = distillation["seconds"]
     sha = save_checkpoint(directory, model.cpu(), task, params, tokenizer, enc_cfg, cfg.model.max_len, metrics,
                           extra={"history": result.history, "data_fingerprint": data_fingerprint(corpus),
                                  "monitor": task.monitor, "pretrained_from": source,
-                                 "distillation": distillation})
+                                 "distillation": distillation, **({"ensemble": ensemble} if ensemble else {})})
     curve = save_training_curve(result.history, task.monitor, directory / "training_curve.png", title=name)
     with session_scope(db_url(cfg)) as session:
         version = registry.register(session, name=name, task=task.name, path=directory, sha256=sha, metrics=metrics)
