@@ -68,3 +68,18 @@ def test_no_scratch_skips_the_scratch_lstm_and_says_so(tmp_path):
     found = json.loads((out / "accuracy.json").read_text(encoding="utf-8"))["datasets"]["fpb_50agree"]
     assert found["ours"] == {"skipped": "disabled (--no-scratch)"} and 0.0 <= found["tfidf"]["accuracy"] <= 1.0
     assert "| fpb_50agree | accuracy | skipped |" in (out / "accuracy.md").read_text(encoding="utf-8")
+
+
+def test_an_ensemble_reports_each_member_and_the_growing_average(tmp_path):
+    out = tmp_path / "results"
+    env = {**os.environ, "NLP_SUITE_VAR": str(tmp_path / "var"), "HF_HUB_OFFLINE": "1", "COLUMNS": "240"}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "accuracy.py"), "--quick", "--datasets", "fpb_50agree", "--no-peer",
+         "--out", str(out), "--shared-data", str(SHARED_DATA), "train.ensemble=3", "train.epochs=1"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    ours = json.loads((out / "accuracy.json").read_text(encoding="utf-8"))["datasets"]["fpb_50agree"]["ours"]
+    assert [m["member"] for m in ours["students"]] == [0, 1, 2]
+    assert all(0.0 <= m["accuracy"] <= 1.0 and m["epochs_run"] == 1 for m in ours["students"])
+    assert set(ours["first_k_students"]) == {"2"} and 0.0 <= ours["first_k_students"]["2"]["accuracy"] <= 1.0
+    assert ours["accuracy"] == pytest.approx(ours["reported_test_accuracy"])  # the ensemble's own test score
