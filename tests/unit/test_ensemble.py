@@ -8,18 +8,18 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from nlp_suite.config import db_url, load_config
+from nlp_suite.config import db_url
 from nlp_suite.models.encoder import Encoder, EncoderConfig
 from nlp_suite.models.ensemble import Ensemble, ensemble_members
 from nlp_suite.models.heads import EncoderWithHead, PoolingClassifierHead
-from nlp_suite.storage import migrate
 from nlp_suite.storage.session import session_scope
 from nlp_suite.tasks.classification import TextClassifier
 from nlp_suite.training import registry
 from nlp_suite.training.checkpoint import CheckpointError, load_checkpoint
 from tests.helpers import train_single_threaded
-from tests.unit.test_training import write_labelled_csv
+from tests.unit import test_training
 
+cfg_factory = test_training.cfg_factory  # the tiny labelled-file config of test_training, as a fixture here too
 TEXTS = ["Acme plunge today", "Globex record again", "Initech meeting in q3", "Acme dividend in q3"]
 
 
@@ -43,23 +43,12 @@ def test_ensemble_output_is_the_log_of_the_members_mean_probabilities():
         Ensemble(members[:1])
 
 
-@pytest.fixture
-def cfg_factory(tmp_path):
-    data = tmp_path / "labelled.csv"
-    write_labelled_csv(data)
-
-    def make(*extra):
-        # fp32: `auto` picks bf16 on AMX/AVX512-BF16 CPUs, where a few epochs of this tiny task may not learn
-        cfg = load_config([f"paths.var={tmp_path}", f"data.sentiment.path={data}", "train.epochs=3",
-                           "train.precision=fp32", "train.progress=false", "model.vocab_size=300", *extra])
-        migrate.upgrade(db_url(cfg))
-        return cfg
-
-    return make
+# fp32: `auto` picks bf16 on AMX/AVX512-BF16 CPUs, where a few epochs of this tiny task may not learn
+TINY = ("train.precision=fp32", "train.progress=false")
 
 
 def test_trained_ensemble_is_saved_registered_and_served_as_one_model(cfg_factory):
-    cfg = cfg_factory("train.ensemble=3")
+    cfg = cfg_factory("train.ensemble=3", *TINY)
     result = train_single_threaded(cfg)
     assert result.metrics["ensemble_size"] == 3 and result.promoted
     manifest = json.loads(open(f"{result.path}/model.json", encoding="utf-8").read())
@@ -90,7 +79,7 @@ def test_trained_ensemble_is_saved_registered_and_served_as_one_model(cfg_factor
 
 
 def test_a_manifest_claiming_another_ensemble_size_is_refused(cfg_factory):
-    result = train_single_threaded(cfg_factory("train.ensemble=2", "train.epochs=1"))
+    result = train_single_threaded(cfg_factory("train.ensemble=2", "train.epochs=1", *TINY))
     manifest = json.loads(open(f"{result.path}/model.json", encoding="utf-8").read())
     for size, message in ((3, "weights do not fit"), (0, "not a positive integer"), ("2", "not a positive integer")):
         manifest["ensemble_size"] = size
@@ -101,9 +90,9 @@ def test_a_manifest_claiming_another_ensemble_size_is_refused(cfg_factory):
 
 def test_ensemble_setting_is_checked_before_any_training(cfg_factory):
     with pytest.raises(ValueError, match="positive integer"):
-        train_single_threaded(cfg_factory("train.ensemble=0"))
+        train_single_threaded(cfg_factory("train.ensemble=0", *TINY))
     with pytest.raises(ValueError, match="task 'lm'.*does not output class probabilities"):
-        train_single_threaded(cfg_factory("task=lm", "train.ensemble=2"))
+        train_single_threaded(cfg_factory("task=lm", "train.ensemble=2", *TINY))
 
 
 def test_explanations_average_the_members_attention():
