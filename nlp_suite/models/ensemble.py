@@ -24,9 +24,13 @@ class Ensemble(nn.Module):
         self.members = nn.ModuleList(members)
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        probabilities = torch.stack([torch.softmax(m(ids, lengths).float(), dim=-1) for m in self.members])  # (K, B, C)
-        # log of the mean, not the mean of logits: members' logit scales differ, probabilities are comparable.
-        return probabilities.mean(dim=0).clamp_min(1e-12).log()  # (B, C)
+        return mean_probabilities([m(ids, lengths) for m in self.members]).clamp_min(1e-12).log()  # (B, C)
+
+
+def mean_probabilities(member_logits: Sequence[torch.Tensor]) -> torch.Tensor:
+    """K tensors of (B, C) logits -> (B, C) mean softmax: the mean of probabilities, not of logits, because the
+    members' logit scales differ while their probabilities are comparable."""
+    return torch.stack([torch.softmax(logits.float(), dim=-1) for logits in member_logits]).mean(dim=0)
 
 
 def ensemble_members(model: nn.Module) -> list[nn.Module]:

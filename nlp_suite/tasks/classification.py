@@ -12,7 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from nlp_suite.models.encoder import Encoder
-from nlp_suite.models.ensemble import ensemble_members
+from nlp_suite.models.ensemble import ensemble_members, mean_probabilities
 from nlp_suite.models.heads import EncoderWithHead, PoolingClassifierHead
 from nlp_suite.tasks.base import Task
 from nlp_suite.text.batching import bucketed_batches, pad_batch
@@ -171,13 +171,13 @@ class TextClassifier:
         pooled_out = np.zeros((len(ids), width), dtype=np.float32)
         for batch in bucketed_batches([len(x) for x in ids], self.batch_size, shuffle=False):
             padded, lengths = pad_batch([ids[i] for i in batch], self.tokenizer.pad_id)
-            pooled_parts, member_probabilities = [], []
+            pooled_parts, member_logits = [], []
             for member in members:
                 states, mask = member.encoder(padded.to(self.device), lengths.to(self.device))  # (B, T, H)
                 pooled = member.head.pool(states, mask)  # (B, P)
-                member_probabilities.append(torch.softmax(member.head.layers(pooled).float(), dim=1))  # (B, C)
+                member_logits.append(member.head.layers(pooled))  # (B, C)
                 pooled_parts.append(pooled.float())
-            probabilities[batch] = torch.stack(member_probabilities).mean(dim=0).cpu().numpy()
+            probabilities[batch] = mean_probabilities(member_logits).cpu().numpy()
             pooled_out[batch] = torch.cat(pooled_parts, dim=1).cpu().numpy()
         return probabilities, pooled_out
 

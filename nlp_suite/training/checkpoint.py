@@ -135,9 +135,6 @@ def load_checkpoint(directory: Path, expected_sha256: str | None = None, device:
     if not isinstance(size, int) or isinstance(size, bool) or size < 1:
         raise CheckpointError(f"{manifest_path}: ensemble_size {size!r} is not a positive integer")
     members = [task.build_model(Encoder(EncoderConfig(**manifest["encoder"]))) for _ in range(size)]
-    for member in members:  # training-only modules (e.g. the hint map) are never saved
-        if hasattr(member, "strip_auxiliary"):
-            member.strip_auxiliary()
     model = Ensemble(members) if size > 1 else members[0]
     try:
         model.load_state_dict(load_file(str(directory / WEIGHTS)), strict=True)
