@@ -22,6 +22,18 @@ def test_encoder_shapes_and_mask(rnn, bidirectional, layers):
     assert torch.all(states[~mask] == 0)  # padded steps carry no state
 
 
+def test_training_output_dropout_is_locked_over_time_and_keeps_padding_zero():
+    torch.manual_seed(0)
+    encoder = Encoder(EncoderConfig(vocab_size=30, embed_dim=8, hidden_dim=16, dropout=0.5)).train()
+    ids, lengths = pad_batch([[1, 2, 3, 4, 5], [6, 7, 8], [9]])
+    states, mask = encoder(ids, lengths)
+    assert torch.all(states[~mask] == 0)
+    for row, length in enumerate(lengths.tolist()):
+        zero = states[row, :length] == 0  # (length, H): a dropped feature is zero at every real step of its text
+        assert torch.equal(zero.all(dim=0), zero.any(dim=0))
+        assert zero.all(dim=0).any() and not zero.all()  # p=0.5 over 32 features: some dropped, not all
+
+
 def test_padded_batch_equals_each_sequence_alone():
     torch.manual_seed(0)
     encoder = Encoder(EncoderConfig(vocab_size=40, embed_dim=8, hidden_dim=5, num_layers=2)).eval()
@@ -95,6 +107,22 @@ def test_reverse_padded_reverses_within_length_only():
     assert torch.equal(twice, states)
     (twice * 3).sum().backward()
     assert torch.equal(states.grad, torch.full_like(states, 3.0))
+
+
+def test_reverse_padded_backward_matches_the_generic_row_selection():
+    from nlp_suite.models.encoder import reversal_index, reverse_padded
+
+    # The backward reuses the forward's index (the reversal is an involution); check it against autograd's own
+    # index_select backward and with gradcheck.
+    states = torch.randn(4, 6, 3, dtype=torch.double, requires_grad=True)
+    lengths = torch.tensor([6, 1, 3, 5])
+    weights = torch.randn(4, 6, 3, dtype=torch.double)
+    (reverse_padded(states, lengths) * weights).sum().backward()
+    ours, states.grad = states.grad, None
+    index = reversal_index(lengths, 6)
+    (states.reshape(-1, 3).index_select(0, index).view_as(states) * weights).sum().backward()
+    assert torch.equal(ours, states.grad)
+    assert torch.autograd.gradcheck(lambda x: reverse_padded(x, lengths), (states,))
 
 
 def test_each_direction_only_sees_its_own_side_even_when_stacked():

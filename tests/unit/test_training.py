@@ -168,3 +168,29 @@ def test_autocast_dtype_choices_and_errors(monkeypatch):
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
     assert autocast_dtype("auto", cpu) == torch.bfloat16
 
+
+
+def test_clip_gradients_matches_clip_grad_norm_and_skips_the_multiply_below_the_limit():
+    from torch import nn
+
+    from nlp_suite.training.loop import clip_gradients
+
+    def model_with_grads(scale: float) -> nn.Module:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2))
+        (model(torch.randn(5, 4)).sum() * scale).backward()
+        return model
+
+    for scale in (100.0, 1e-3):  # above and below the limit
+        ours, reference = model_with_grads(scale), model_with_grads(scale)
+        before = [p.grad.clone() for p in ours.parameters()]
+        norm = clip_gradients(ours, 1.0)
+        expected = nn.utils.clip_grad_norm_(reference.parameters(), 1.0)
+        assert torch.allclose(norm, expected)
+        for mine, theirs in zip(ours.parameters(), reference.parameters()):
+            assert torch.allclose(mine.grad, theirs.grad, rtol=1e-5, atol=1e-7)
+        if scale < 1:  # untouched, not multiplied by a clamped 1.0
+            assert all(torch.equal(p.grad, b) for p, b in zip(ours.parameters(), before))
+        else:
+            total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in ours.parameters()]))
+            assert abs(float(total) - 1.0) < 1e-4
