@@ -169,7 +169,6 @@ def test_autocast_dtype_choices_and_errors(monkeypatch):
     assert autocast_dtype("auto", cpu) == torch.bfloat16
 
 
-
 def test_clip_gradients_matches_clip_grad_norm_and_skips_the_multiply_below_the_limit():
     from torch import nn
 
