@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from nlp_suite.models.precision import autocast, autocast_dtype
 from nlp_suite.tasks.base import Task
+from nlp_suite.training.averaging import WeightAverage, ema_decay
 from nlp_suite.training.resume import ResumePoint, clear_resume, load_resume, save_resume
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ class FitConfig:
     weight_decay: float = 0.01  # AdamW decoupled weight decay
     grad_clip: float = 1.0  # max global gradient norm
     patience: int = 3  # epochs without validation improvement before stopping
+    ema_epochs: float = 0.0  # > 0: evaluate and keep an exponential moving average of the weights whose memory
+                             # spans this many epochs (training/averaging.py); 0 = the raw weights
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto | fp32 | bf16 | fp16: autocast dtype of training steps (weights stay fp32)
     seed: int = 0  # shuffling and initialisation
@@ -56,6 +59,8 @@ class FitConfig:
     def fingerprint(self, task: Task, model: nn.Module) -> str:
         """Identity of a run, so a resume file from different settings is never picked up."""
         settings = {k: v for k, v in asdict(self).items() if k not in ("progress", "resume_dir", "device")}
+        if not self.ema_epochs:  # resume files written before the setting existed stay valid
+            settings.pop("ema_epochs")
         shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
         blob = json.dumps({"settings": settings, "task": task.name, "shapes": shapes}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
@@ -160,6 +165,7 @@ def fit(model: nn.Module, task: Task, config: FitConfig, on_epoch_end: EpochHook
     point = ResumePoint(epoch=1, step_in_epoch=0, global_step=0, tokens=0, best_score=-math.inf, best_epoch=0,
                         stale=0, fingerprint=fingerprint)
     best_state = None
+    average = WeightAverage(model, ema_decay(config.ema_epochs, steps_per_epoch)) if config.ema_epochs else None
     resumed = load_resume(Path(config.resume_dir), fingerprint) if config.resume_dir else None
     if resumed:
         point, pieces = resumed
@@ -169,6 +175,9 @@ def fit(model: nn.Module, task: Task, config: FitConfig, on_epoch_end: EpochHook
         generator.set_state(pieces["generator"])
         torch.set_rng_state(pieces["torch_rng"])
         best_state = pieces["best"]
+        if average is not None and pieces.get("ema"):
+            average.load_state_dict(pieces["ema"])
+            average.updates = point.ema_updates
         log.info("%s: resuming at epoch %d, step %d", task.name, point.epoch, point.step_in_epoch)
     start, trainable, hook_seconds = time.perf_counter(), 1.0, 0.0
     for epoch in range(point.epoch, config.epochs + 1):
@@ -195,6 +204,8 @@ def fit(model: nn.Module, task: Task, config: FitConfig, on_epoch_end: EpochHook
             scaler.update()
             if scheduler.last_epoch + 1 < scheduler.total_steps:
                 scheduler.step()
+            if average is not None:
+                average.update(model)
             total_loss += loss.detach()  # no .item() per step: keeps CUDA asynchronous
             batches_run += 1
             tokens = task.tokens_in_batch(batch)
@@ -208,10 +219,14 @@ def fit(model: nn.Module, task: Task, config: FitConfig, on_epoch_end: EpochHook
             if config.resume_dir and point.global_step % config.checkpoint_every == 0:
                 point.epoch, point.step_in_epoch = epoch, step + 1
                 save_resume(Path(config.resume_dir), point, model, optimizer, scheduler, epoch_generator_state,
-                            best_state)
+                            best_state, average)
         train_seconds = time.perf_counter() - epoch_start
         metrics = task.evaluate(model, "val")
-        row = {"epoch": epoch, "train_loss": float(total_loss) / max(batches_run, 1), **metrics,
+        raw = {}
+        if average is not None:  # the average is judged (and kept) last, so a task's on_new_best sees its outputs
+            raw = {f"raw_{key}": value for key, value in metrics.items()}
+            metrics = task.evaluate(average.model, "val")
+        row = {"epoch": epoch, "train_loss": float(total_loss) / max(batches_run, 1), **metrics, **raw,
                "train_seconds": round(train_seconds, 3),
                "val_seconds": round(time.perf_counter() - epoch_start - train_seconds, 3),
                "train_tokens_per_second": round(epoch_tokens / train_seconds, 1) if train_seconds else 0.0,
@@ -223,13 +238,14 @@ def fit(model: nn.Module, task: Task, config: FitConfig, on_epoch_end: EpochHook
         if metrics[task.selection_metric] > point.best_score:
             point.best_score, point.stale, point.best_epoch = metrics[task.selection_metric], 0, epoch
             point.best_metrics = metrics
-            best_state = copy.deepcopy(model.state_dict())
+            best_state = copy.deepcopy((average.model if average is not None else model).state_dict())
             task.on_new_best()
         else:
             point.stale += 1
         if config.resume_dir:
             point.epoch = epoch + 1
-            save_resume(Path(config.resume_dir), point, model, optimizer, scheduler, generator.get_state(), best_state)
+            save_resume(Path(config.resume_dir), point, model, optimizer, scheduler, generator.get_state(), best_state,
+                        average)
         if on_epoch_end is not None:
             hook_start = time.perf_counter()
             on_epoch_end(row)

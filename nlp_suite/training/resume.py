@@ -31,11 +31,14 @@ class ResumePoint:
     fingerprint: str  # the run's settings; a resume file of other settings is ignored
     history: list[dict[str, float]] = field(default_factory=list)
     best_metrics: dict[str, float] = field(default_factory=dict)
+    ema_updates: int = 0  # steps folded into the weight average (train.ema_epochs), for its warm-up
 
 
 def save_resume(directory: Path, point: ResumePoint, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                scheduler: Any, epoch_generator_state: torch.Tensor, best_state: dict[str, torch.Tensor] | None) -> None:
-    """Write the resume files (temp file + rename, so a crash mid-write keeps the previous save)."""
+                scheduler: Any, epoch_generator_state: torch.Tensor, best_state: dict[str, torch.Tensor] | None,
+                average: Any = None) -> None:
+    """Write the resume files (temp file + rename, so a crash mid-write keeps the previous save); `average` is the
+    loop's WeightAverage, if any."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -45,6 +48,10 @@ def save_resume(directory: Path, point: ResumePoint, model: torch.nn.Module, opt
             tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
     for k, v in (best_state or {}).items():
         tensors[f"best.{k}"] = v.detach().cpu().contiguous()
+    if average is not None:
+        point.ema_updates = average.updates
+        for k, v in average.state_dict().items():
+            tensors[f"ema.{k}"] = v.detach().cpu().contiguous()
     tensors["generator"] = epoch_generator_state.clone()
     tensors["torch_rng"] = torch.get_rng_state()  # dropout masks continue exactly as without the interruption
     meta = {"point": point.__dict__, "param_groups": optim["param_groups"], "scheduler": scheduler.state_dict()}
@@ -67,6 +74,7 @@ def load_resume(directory: Path, fingerprint: str) -> tuple[ResumePoint, dict[st
     tensors = load_file(str(directory / STATE))
     pieces = {"model": {k[6:]: v for k, v in tensors.items() if k.startswith("model.")},
               "best": {k[5:]: v for k, v in tensors.items() if k.startswith("best.")} or None,
+              "ema": {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")} or None,
               "generator": tensors["generator"], "torch_rng": tensors["torch_rng"], "scheduler": meta["scheduler"]}
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():

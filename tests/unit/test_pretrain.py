@@ -59,7 +59,8 @@ def test_fine_tuning_reuses_the_pretrained_tokenizer_and_encoder(sample, pretrai
     assert result.metrics["accuracy"] > 0.6
 
 
-def test_an_interrupted_run_resumes_to_the_same_weights(sample, tmp_path):
+@pytest.mark.parametrize("ema_epochs", [0.0, 0.5])
+def test_an_interrupted_run_resumes_to_the_same_weights(sample, tmp_path, ema_epochs):
     cfg = lm_config(sample, "task.max_documents=300")
 
     def prepared():
@@ -73,7 +74,8 @@ def test_an_interrupted_run_resumes_to_the_same_weights(sample, tmp_path):
         torch.manual_seed(0)
         return task, task.build_model(Encoder(encoder_config(cfg, tokenizer.vocab_size)))
 
-    settings = dict(epochs=2, batch_size=16, lr=3e-3, progress=False, checkpoint_every=3)
+    # With a weight average, what is kept (and compared) is the average, which the resume files also carry.
+    settings = dict(epochs=2, batch_size=16, lr=3e-3, progress=False, checkpoint_every=3, ema_epochs=ema_epochs)
     task, model = prepared()
     fit(model, task, FitConfig(**settings))
     expected = model.state_dict()

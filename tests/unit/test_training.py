@@ -193,3 +193,43 @@ def test_clip_gradients_matches_clip_grad_norm_and_skips_the_multiply_below_the_
         else:
             total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in ours.parameters()]))
             assert abs(float(total) - 1.0) < 1e-4
+
+
+def test_weight_average_is_an_exponential_moving_average_with_warm_up():
+    from nlp_suite.training.averaging import WeightAverage, ema_decay
+
+    assert ema_decay(0.5, 200) == pytest.approx(0.99)  # memory of 100 steps = half an epoch
+    with pytest.raises(ValueError, match="ema_epochs"):
+        ema_decay(0.0, 200)
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+    model[1].weight.requires_grad_(False)
+    frozen = model[1].weight.detach().clone()
+    average = WeightAverage(model, decay=0.9)
+    expected = model[0].weight.detach().clone()
+    for step in range(1, 40):
+        with torch.no_grad():
+            model[0].weight.add_(1.0)
+        average.update(model)
+        decay = min(0.9, (1 + step) / (10 + step))  # warm-up first, then the configured decay
+        expected = decay * expected + (1 - decay) * model[0].weight
+    torch.testing.assert_close(average.model[0].weight, expected)
+    assert (average.model[0].weight < model[0].weight).all()  # it lags a moving target
+    torch.testing.assert_close(average.model[1].weight, frozen)
+    assert not any(p.requires_grad for p in average.model.parameters())
+
+
+def test_ema_keeps_the_average_and_leaves_the_raw_trajectory_alone(cfg_factory):
+    plain = train(cfg_factory("train.patience=10"))
+    averaged = train(cfg_factory("train.patience=10", "train.ema_epochs=0.5"))
+    assert len(plain.history) == len(averaged.history) == 3
+    for before, after in zip(plain.history, averaged.history):
+        # Same seed, and the average draws no random numbers: the raw weights train exactly as without it.
+        assert after["train_loss"] == pytest.approx(before["train_loss"], rel=1e-6)
+        assert after["raw_macro_f1"] == pytest.approx(before["macro_f1"])
+    assert any(row["macro_f1"] != row["raw_macro_f1"] for row in averaged.history)  # what is judged is the average
+    best = max(averaged.history, key=lambda row: row["macro_f1"])
+    assert averaged.metrics["macro_f1"] == pytest.approx(best["macro_f1"])  # ... and what is kept
+    assert averaged.metrics["accuracy"] > 0.9
+    weights = load_checkpoint(averaged.path).model.state_dict()
+    reference = load_checkpoint(plain.path).model.state_dict()
+    assert any(not torch.equal(weights[name], reference[name]) for name in reference)
