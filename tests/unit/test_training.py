@@ -233,3 +233,19 @@ def test_ema_keeps_the_average_and_leaves_the_raw_trajectory_alone(cfg_factory):
     weights = load_checkpoint(averaged.path).model.state_dict()
     reference = load_checkpoint(plain.path).model.state_dict()
     assert any(not torch.equal(weights[name], reference[name]) for name in reference)
+
+
+def test_the_students_start_does_not_depend_on_random_numbers_drawn_before_it(cfg_factory, monkeypatch):
+    from nlp_suite.tasks.sentiment import SentimentTask
+
+    first = train(cfg_factory("train.epochs=1"))
+    load_data = SentimentTask.load_data
+
+    def load_data_drawing_random_numbers(self, cfg):  # as building a teacher does (layer initialisation)
+        torch.rand(1000)
+        return load_data(self, cfg)
+
+    monkeypatch.setattr(SentimentTask, "load_data", load_data_drawing_random_numbers)
+    second = train(cfg_factory("train.epochs=1"))
+    before, after = load_file(f"{first.path}/model.safetensors"), load_file(f"{second.path}/model.safetensors")
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
