@@ -23,11 +23,11 @@ def ema_decay(horizon_epochs: float, steps_per_epoch: int) -> float:
 class WeightAverage:
     """A frozen copy of `model` whose trainable parameters follow theirs as an exponential moving average."""
 
-    def __init__(self, model: nn.Module, decay: float, updates: int = 0):
+    def __init__(self, model: nn.Module, decay: float):
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"EMA decay must be in [0, 1) (got {decay})")
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
-        self.decay, self.updates = decay, updates
+        self.decay, self.updates = decay, 0
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
@@ -46,6 +46,7 @@ class WeightAverage:
         """The averaged weights (what is evaluated and kept), keyed as the model's own state_dict."""
         return self.model.state_dict()
 
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        """Restore averaged weights saved with a resume point."""
+    def load_state_dict(self, state: dict[str, torch.Tensor], updates: int) -> None:
+        """Restore averaged weights saved with a resume point, `updates` steps into training (for the warm-up)."""
         self.model.load_state_dict(state)
+        self.updates = updates

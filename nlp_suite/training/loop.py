@@ -176,8 +176,7 @@ def fit(model: nn.Module, task: Task, config: FitConfig, on_epoch_end: EpochHook
         torch.set_rng_state(pieces["torch_rng"])
         best_state = pieces["best"]
         if average is not None and pieces.get("ema"):
-            average.load_state_dict(pieces["ema"])
-            average.updates = point.ema_updates
+            average.load_state_dict(pieces["ema"], updates=point.global_step)  # it is updated once per step
         log.info("%s: resuming at epoch %d, step %d", task.name, point.epoch, point.step_in_epoch)
     start, trainable, hook_seconds = time.perf_counter(), 1.0, 0.0
     for epoch in range(point.epoch, config.epochs + 1):

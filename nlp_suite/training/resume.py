@@ -31,7 +31,6 @@ class ResumePoint:
     fingerprint: str  # the run's settings; a resume file of other settings is ignored
     history: list[dict[str, float]] = field(default_factory=list)
     best_metrics: dict[str, float] = field(default_factory=dict)
-    ema_updates: int = 0  # steps folded into the weight average (train.ema_epochs), for its warm-up
 
 
 def save_resume(directory: Path, point: ResumePoint, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -49,7 +48,6 @@ def save_resume(directory: Path, point: ResumePoint, model: torch.nn.Module, opt
     for k, v in (best_state or {}).items():
         tensors[f"best.{k}"] = v.detach().cpu().contiguous()
     if average is not None:
-        point.ema_updates = average.updates
         for k, v in average.state_dict().items():
             tensors[f"ema.{k}"] = v.detach().cpu().contiguous()
     tensors["generator"] = epoch_generator_state.clone()

@@ -175,8 +175,8 @@ def train(cfg: DictConfig, on_epoch_end: EpochHook | None = None) -> TrainResult
         encoder, tokenizer, source = pretrained
     else:
         tokenizer = TextTokenizer.train(corpus, cfg.model.vocab_size)
-        # Seeded here, not only at the start: loading or fitting a teacher draws from the global generator by
-        # different amounts (a cached teacher vs a fresh one), which would otherwise change the student's start.
+        # Seeded here, not only at the start: fine-tuning a teacher draws from the global generator and a cached
+        # one does not, which would otherwise change the student's start.
         torch.manual_seed(cfg.seed)
         encoder, source = Encoder(encoder_config(cfg, tokenizer.vocab_size)), None
         if teachers and cfg.distill.get("init_embeddings"):  # a pretrained encoder keeps its own embeddings

@@ -241,7 +241,7 @@ def test_the_students_start_does_not_depend_on_random_numbers_drawn_before_it(cf
     first = train(cfg_factory("train.epochs=1"))
     load_data = SentimentTask.load_data
 
-    def load_data_drawing_random_numbers(self, cfg):  # as building a teacher does (layer initialisation)
+    def load_data_drawing_random_numbers(self, cfg):  # as fine-tuning a teacher does (dropout, shuffling)
         torch.rand(1000)
         return load_data(self, cfg)
 
